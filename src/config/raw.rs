@@ -1,0 +1,165 @@
+//! The configuration file as written: serde structures that mirror SPEC §2 key for key.
+//!
+//! Every value that can be wrong is `Spanned`, so that an error can point at its line and
+//! column; keys that SPEC §2 calls required are `Option` all the same, so that a missing one is
+//! reported together with every other mistake instead of stopping the parse at the first.
+//! Unknown keys are collected by `serde_ignored` for the same reason (`deny_unknown_fields`
+//! would stop at the first).
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type Str = Spanned<String>;
+
+#[derive(Deserialize, Debug, Default)]
+pub struct RawConfig {
+    pub server: Option<Spanned<RawServer>>,
+    pub pin: Option<Spanned<RawPin>>,
+    pub brand: Option<Spanned<RawBrand>>,
+    #[serde(default)]
+    pub tenant: Vec<Spanned<RawTenant>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawServer {
+    pub listen: Option<Spanned<Vec<Str>>>,
+    pub next_hop: Option<Str>,
+    #[serde(default)]
+    pub trusted_peers: Vec<Str>,
+    pub record_route: Option<bool>,
+    pub reject_reason: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawPin {
+    pub attempts: Option<Spanned<i64>>,
+    pub max_digits: Option<Spanned<i64>>,
+    pub first_digit_timeout_s: Option<Spanned<i64>>,
+    pub inter_digit_timeout_s: Option<Spanned<i64>>,
+    pub prompt: Option<Str>,
+    pub dial_prefix: Option<Str>,
+    pub lockout: Option<Spanned<RawLockout>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawLockout {
+    pub failures: Option<Spanned<i64>>,
+    pub window_s: Option<Spanned<i64>>,
+    pub lock_s: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawBrand {
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub acl_patterns: Vec<Spanned<RawPattern>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawPattern {
+    pub name: Option<Str>,
+    pub regex: Option<Str>,
+    pub numbers: Option<Spanned<Vec<Str>>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawTenant {
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub domains: Vec<Str>,
+    #[serde(default)]
+    pub sources: Vec<Str>,
+    pub country: Option<Str>,
+    pub area_code: Option<Str>,
+    pub next_hop: Option<Str>,
+    #[serde(default)]
+    pub acl_patterns: Vec<Spanned<RawPattern>>,
+    #[serde(default)]
+    pub call_acls: Vec<Spanned<RawAcl>>,
+    #[serde(default)]
+    pub users: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    pub groups: Vec<Spanned<RawGroup>>,
+    #[serde(default)]
+    pub queues: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    pub conferences: Vec<Spanned<RawService>>,
+    #[serde(default)]
+    pub outcalls: Vec<Spanned<RawOutcall>>,
+    #[serde(default)]
+    pub incalls: Vec<Spanned<RawIncall>>,
+    #[serde(default)]
+    pub call_permissions: Vec<Spanned<RawPermission>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawAcl {
+    pub name: Option<Str>,
+    pub default: Option<Str>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawRule {
+    pub metric: Option<Spanned<i64>>,
+    pub pattern: Option<Str>,
+    pub action: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawUser {
+    pub name: Option<Str>,
+    pub extension: Option<Str>,
+    pub call_acl: Option<Str>,
+    pub call_permission_password: Option<Str>,
+    pub country: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawGroup {
+    pub name: Option<Str>,
+    pub number: Option<Str>,
+    #[serde(default)]
+    pub members: Vec<Str>,
+}
+
+/// A queue or a conference.
+#[derive(Deserialize, Debug)]
+pub struct RawService {
+    pub name: Option<Str>,
+    pub number: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawOutcall {
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub patterns: Vec<Str>,
+    pub next_hop: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawIncall {
+    pub name: Option<Str>,
+    pub did: Option<Str>,
+    pub destination: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawPermission {
+    pub name: Option<Str>,
+    pub mode: Option<Str>,
+    pub extensions: Option<Spanned<Vec<Str>>>,
+    pub password: Option<Str>,
+    pub enabled: Option<bool>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub users: Vec<Str>,
+    #[serde(default)]
+    pub groups: Vec<Str>,
+    #[serde(default)]
+    pub outcalls: Vec<Str>,
+    #[serde(default)]
+    pub incalls: Vec<Str>,
+}
