@@ -438,7 +438,7 @@ mod tests {
         // Each list is most specific first.
         let ordered = [
             vec![
-                "1234", "_1234", "_123X", "_12XX", "_1XXX", "_1ZXX", "_1X.", "_1!", "_!",
+                "1234", "_1234", "_123X", "_12XX", "_1ZXX", "_1XXX", "_1X.", "_1!", "_!",
             ],
             vec!["_[12]X", "_NX", "_X."],
         ];

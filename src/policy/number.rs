@@ -1,11 +1,12 @@
 //! The dialed number: clean-up (SPEC §3.1) and E.164 normalization (SPEC §3.3).
 //!
-//! Normalization uses the `phonenumber` crate's metadata and parser, with the work-arounds the
-//! specification asks for: a number that starts with the caller region's international (IDD)
-//! prefix has that prefix replaced by `+` and is then parsed *without* a default region
-//! (`phonenumber` 0.3 mis-parses such numbers when given the caller's region), short codes the
-//! crate refuses become `+<country code><digits>` as IvozProvider does, and numbers with `*`
-//! or `#` are service codes, never phone numbers. Results are cached per tenant in
+//! Normalization uses the `phonenumber` crate's metadata (Google libphonenumber's, per
+//! region: country code, IDD and national prefixes, number patterns and lengths) and follows
+//! libphonenumber's parsing steps over it (see [`RegionRules`] for why not the crate's parser).
+//! A number that starts with the caller region's international (IDD) prefix has that prefix
+//! replaced by `+` and is then read without the caller's region; short codes become
+//! `+<country code><digits>` as IvozProvider does; numbers with `*` or `#` are service codes,
+//! never phone numbers. Results are cached per tenant in
 //! [`NumberCache`], because the same few numbers are dialed again and again and parsing is
 //! far slower than a hash look-up.
 
@@ -15,8 +16,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::RwLock;
 
+use std::sync::{Arc, OnceLock};
+
 use phonenumber::metadata::DATABASE;
-use phonenumber::Mode;
+use regex::Regex;
 
 /// Cleans a dialed string as SPEC §3.1 says: URI parameters inside the user part (RFC 4694
 /// `;npdi`, `;rn=`...) are set aside, `%XX` escapes are decoded, and visual separators
@@ -159,13 +162,12 @@ pub fn normalize(dialed: &str, region: Region, area_code: &str) -> Normalized {
             reading: Reading::NotANumber,
         };
     }
-    let meta = region.meta();
-    if let Some(prefix) = international_prefix(meta, dialed) {
+    let rules = RegionRules::get(region);
+    if let Some(prefix) = rules.international_prefix(dialed) {
         let rest = &dialed[prefix.len()..];
         // A country code never starts with 0, so `00...` after the prefix is not international.
         if !rest.is_empty() && !rest.starts_with('0') {
-            let plus = format!("+{rest}");
-            let e164 = parse_e164(None, &plus).unwrap_or(plus);
+            let e164 = international(rest).unwrap_or_else(|| format!("+{rest}"));
             return found(
                 e164,
                 Reading::International {
@@ -174,11 +176,11 @@ pub fn normalize(dialed: &str, region: Region, area_code: &str) -> Normalized {
             );
         }
     }
-    let (national, area) = with_area_code(meta, dialed, area_code);
-    match parse_e164(Some(region), &national) {
+    let (national, area) = rules.with_area_code(dialed, area_code);
+    match rules.national(&national) {
         Some(e164) => found(e164, Reading::National { area_code: area }),
         None => found(
-            format!("+{}{}", meta.country_code(), dialed),
+            format!("+{}{}", rules.country_code, dialed),
             Reading::ShortCode,
         ),
     }
@@ -188,43 +190,240 @@ fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The caller region's IDD prefix at the start of `dialed`, from the metadata's pattern
-/// (which may allow several prefixes, e.g. AU `0011`, `0014`...).
-fn international_prefix<'d>(meta: &phonenumber::Metadata, dialed: &'d str) -> Option<&'d str> {
-    let m = meta.international_prefix()?.find(dialed)?;
-    (m.start() == 0 && m.end() > 0).then(|| &dialed[..m.end()])
+/// Reads `digits` (what follows `+`): the country code (1 to 3 digits; codes are prefix-free),
+/// then the national number, with a national prefix written after the country code taken off
+/// as libphonenumber does (`+44 0 20...`). `None` when no country has that code.
+fn international(digits: &str) -> Option<String> {
+    (1..=3.min(digits.len())).find_map(|k| {
+        let code: u16 = digits[..k].parse().ok()?;
+        let metas = DATABASE.by_code(&code)?;
+        let main = metas
+            .iter()
+            .find(|m| m.is_main_country_for_code())
+            .or(metas.first())?;
+        let rules = RegionRules::get(main.id().parse().ok()?);
+        Some(format!(
+            "+{code}{}",
+            rules.strip_national_prefix(&digits[k..])
+        ))
+    })
 }
 
-/// Puts the tenant's area code in front of a subscriber number: all digits, not starting with
-/// the national prefix, and shorter than every national length of the region.
-fn with_area_code(
-    meta: &phonenumber::Metadata,
-    dialed: &str,
-    area_code: &str,
-) -> (String, Option<Box<str>>) {
-    if area_code.is_empty() {
-        return (dialed.to_owned(), None);
-    }
-    let trunk = meta.national_prefix().filter(|p| !p.is_empty());
-    let national_min = meta
-        .descriptors()
-        .general()
-        .possible_length()
-        .iter()
-        .copied()
-        .min();
-    let subscriber = trunk.is_none_or(|p| !dialed.starts_with(p))
-        && national_min.is_some_and(|min| dialed.len() < usize::from(min));
-    if subscriber {
-        (format!("{area_code}{dialed}"), Some(area_code.into()))
-    } else {
-        (dialed.to_owned(), None)
-    }
+/// How long a national number is, for a region (libphonenumber's `testNumberLength`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Length {
+    Possible,
+    LocalOnly,
+    TooShort,
+    TooLong,
+    Invalid,
 }
 
-fn parse_e164(region: Option<Region>, s: &str) -> Option<String> {
-    let number = phonenumber::parse(region.map(|r| r.0), s).ok()?;
-    Some(number.format().mode(Mode::E164).to_string())
+/// The parsing rules of one region, taken from the `phonenumber` crate's metadata and compiled
+/// once per region.
+///
+/// The crate's own parser disagrees with Google's libphonenumber on numbers whose national
+/// digits begin with the country code (FR `331234567`, IT `3912345678`: issue #68) and on
+/// national prefixes it strips although the result is no longer a number (RU `+78091234567`,
+/// `88001234567`: issue #76), and its descriptor test only anchors the start of a pattern. So
+/// sipscreen follows libphonenumber's steps itself over the crate's metadata; the corpus test
+/// holds the two together.
+#[derive(Debug)]
+struct RegionRules {
+    country_code: u16,
+    idd: Option<Regex>,
+    national_prefix: Option<String>,
+    /// `national_prefix_for_parsing`, anchored at the start.
+    prefix_for_parsing: Option<Regex>,
+    /// `national_prefix_transform_rule`, in the `regex` crate's `${N}` syntax.
+    transform: Option<String>,
+    /// The general descriptor's pattern, anchored at both ends.
+    general: Option<Regex>,
+    possible: Vec<u16>,
+    local_only: Vec<u16>,
+}
+
+impl RegionRules {
+    fn get(region: Region) -> Arc<RegionRules> {
+        static RULES: OnceLock<RwLock<HashMap<Region, Arc<RegionRules>>>> = OnceLock::new();
+        let all = RULES.get_or_init(Default::default);
+        if let Some(r) = all.read().ok().and_then(|m| m.get(&region).cloned()) {
+            return r;
+        }
+        let rules = Arc::new(Self::compile(region.meta()));
+        if let Ok(mut m) = all.write() {
+            m.insert(region, rules.clone());
+        }
+        rules
+    }
+
+    fn compile(meta: &phonenumber::Metadata) -> Self {
+        // The metadata keeps the patterns as laid out in libphonenumber's XML, white space
+        // included; libphonenumber removes it when it builds its tables.
+        let anchored = |src: &str, end: bool| {
+            let src: String = src.split_whitespace().collect();
+            let pattern = if end {
+                format!("^(?:{src})$")
+            } else {
+                format!("^(?:{src})")
+            };
+            Regex::new(&pattern).ok()
+        };
+        let d = meta.descriptors();
+        let general = d.general();
+        // libphonenumber's general lengths are those of every number type together.
+        let types = [
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ];
+        let mut possible: Vec<u16> = general.possible_length().to_vec();
+        let mut local_only: Vec<u16> = general.possible_local_length().to_vec();
+        for t in types.into_iter().flatten() {
+            possible.extend_from_slice(t.possible_length());
+            local_only.extend_from_slice(t.possible_local_length());
+        }
+        possible.sort_unstable();
+        possible.dedup();
+        local_only.sort_unstable();
+        local_only.dedup();
+        local_only.retain(|l| !possible.contains(l));
+        Self {
+            country_code: meta.country_code(),
+            idd: meta
+                .international_prefix()
+                .and_then(|r| anchored(r.as_str(), false)),
+            national_prefix: meta
+                .national_prefix()
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+            // Without a parsing pattern, libphonenumber parses with the national prefix itself.
+            prefix_for_parsing: match (meta.national_prefix_for_parsing(), meta.national_prefix()) {
+                (Some(r), _) => anchored(r.as_str(), false),
+                (None, Some(p)) if !p.is_empty() => anchored(&regex::escape(p), false),
+                _ => None,
+            },
+            transform: meta.national_prefix_transform_rule().map(|t| {
+                let dollar = Regex::new(r"\$(\d)").expect("literal regex");
+                dollar.replace_all(t, "$${$1}").into_owned()
+            }),
+            general: anchored(general.national_number().as_str(), true),
+            possible,
+            local_only,
+        }
+    }
+
+    /// The region's IDD prefix at the start of `dialed` (the pattern may allow several, e.g.
+    /// AU `0011`, `0014`...).
+    fn international_prefix<'d>(&self, dialed: &'d str) -> Option<&'d str> {
+        let m = self.idd.as_ref()?.find(dialed)?;
+        (m.end() > 0).then(|| &dialed[..m.end()])
+    }
+
+    /// Whether `nsn` fits the region's general pattern and lengths.
+    fn matches_general(&self, nsn: &str) -> bool {
+        let len_ok = self.possible.is_empty() || self.possible.contains(&(nsn.len() as u16));
+        len_ok && self.general.as_ref().is_some_and(|g| g.is_match(nsn))
+    }
+
+    fn length(&self, nsn: &str) -> Length {
+        let n = nsn.len() as u16;
+        let (Some(&min), Some(&max)) = (self.possible.first(), self.possible.last()) else {
+            return Length::Invalid;
+        };
+        if self.local_only.contains(&n) {
+            Length::LocalOnly
+        } else if n < min {
+            Length::TooShort
+        } else if n > max {
+            Length::TooLong
+        } else if self.possible.contains(&n) {
+            Length::Possible
+        } else {
+            Length::Invalid
+        }
+    }
+
+    /// libphonenumber's `maybeStripNationalPrefixAndCarrierCode`: the national prefix is
+    /// taken off (or transformed) unless the number fits the region as it is and would not
+    /// without it.
+    fn strip_prefix_raw<'n>(&self, number: &'n str) -> Cow<'n, str> {
+        let Some(caps) = self
+            .prefix_for_parsing
+            .as_ref()
+            .and_then(|re| re.captures(number))
+        else {
+            return Cow::Borrowed(number);
+        };
+        let rest = &number[caps.get(0).map_or(0, |m| m.end())..];
+        let stripped = match &self.transform {
+            Some(rule) if caps.get(caps.len() - 1).is_some() => {
+                let mut out = String::new();
+                caps.expand(rule, &mut out);
+                out.push_str(rest);
+                Cow::Owned(out)
+            }
+            _ => Cow::Borrowed(rest),
+        };
+        if self.matches_general(number) && !self.matches_general(&stripped) {
+            return Cow::Borrowed(number);
+        }
+        stripped
+    }
+
+    /// [`Self::strip_prefix_raw`] with libphonenumber's length guard: what remains must still
+    /// be long enough for the region, or the number stays as it was (it may be a short code).
+    fn strip_national_prefix<'n>(&self, number: &'n str) -> Cow<'n, str> {
+        let stripped = self.strip_prefix_raw(number);
+        match self.length(&stripped) {
+            Length::TooShort | Length::LocalOnly | Length::Invalid => Cow::Borrowed(number),
+            Length::Possible | Length::TooLong => stripped,
+        }
+    }
+
+    /// A national number of this region in E.164 (libphonenumber's `maybeExtractCountryCode`
+    /// for a number with neither `+` nor IDD, then the national prefix): leading digits equal
+    /// to the country code are taken as one only when the number does not fit the region
+    /// without them, or is too long with them.
+    fn national(&self, dialed: &str) -> Option<String> {
+        let cc = self.country_code.to_string();
+        let mut national = dialed;
+        if let Some(rest) = dialed.strip_prefix(cc.as_str()) {
+            let potential = self.strip_prefix_raw(rest);
+            if (!self.matches_general(dialed) && self.matches_general(&potential))
+                || self.length(dialed) == Length::TooLong
+            {
+                national = rest;
+            }
+        }
+        let nsn = self.strip_national_prefix(national);
+        // libphonenumber refuses national numbers shorter than two digits.
+        (nsn.len() >= 2).then(|| format!("+{cc}{nsn}"))
+    }
+
+    /// Puts the tenant's area code in front of a subscriber number: all digits, not starting
+    /// with the national prefix, and shorter than every national length of the region.
+    fn with_area_code(&self, dialed: &str, area_code: &str) -> (String, Option<Box<str>>) {
+        let trunk = self.national_prefix.as_deref();
+        let subscriber = !area_code.is_empty()
+            && trunk.is_none_or(|p| !dialed.starts_with(p))
+            && self
+                .possible
+                .first()
+                .is_some_and(|&min| dialed.len() < usize::from(min));
+        if subscriber {
+            (format!("{area_code}{dialed}"), Some(area_code.into()))
+        } else {
+            (dialed.to_owned(), None)
+        }
+    }
 }
 
 /// Upper bound on cached numbers per tenant: past it, numbers are still normalized, just not
@@ -297,6 +496,14 @@ mod tests {
             ("+442034567890", "ES", "+442034567890"),
             ("011442034567890", "US", "+442034567890"),
             ("81033612345678", "RU", "+33612345678"),
+            // phonenumber issue #76: the 8 of Russian 8xx numbers is not a national prefix.
+            ("0078091234567", "FR", "+78091234567"),
+            ("88001234567", "RU", "+78001234567"),
+            // phonenumber issue #68: national digits that look like the country code.
+            ("331234567", "FR", "+33331234567"),
+            ("3912345678", "IT", "+393912345678"),
+            ("0612345678", "IT", "+390612345678"),
+            ("001112125550100", "AU", "+12125550100"),
         ];
         for (dialed, region, want) in cases {
             assert_eq!(
