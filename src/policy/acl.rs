@@ -56,7 +56,7 @@ impl AclRegex {
                 .trim_start_matches("error: ");
             if text.contains("look-around") {
                 return Err(format!(
-                    "regex `{source}` uses look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), which is not supported: {detail}"
+                    "regex `{source}` uses look-around (`(?=`, `(?!`, `(?<=`, `(?<!`), which is not supported by the Rust regex syntax sipscreen uses"
                 ));
             }
             return Err(format!("regex `{source}` does not compile: {detail}"));
