@@ -8,10 +8,22 @@
 //!   [`config::Config`] that can only hold valid, resolved data (SPEC §2). Every error is
 //!   reported at once with its file, line and column.
 //!
+//! - [`sip`]: messages over their raw bytes: framing, header index, typed views of the few
+//!   headers a proxy reads. No I/O, no clock.
+//! - [`proxy`]: the sans-I/O core: transactions (RFC 3261 §17, RFC 6026) and the proxy
+//!   (§16) with screening, driven by `handle_*(now, ...)` and drained by `poll_*()`.
+//! - [`transport`]: the only tokio code: UDP and TCP sockets, timers, the task that owns the
+//!   core.
+//!
+//! Dependencies point one way: `transport` → `proxy` → `sip` / `policy`.
+//!
 //! One call flows as: caller and dialed strings → tenant and identity → dialed clean-up and
 //! E.164 normalization (cached per tenant) → classification (incoming, internal, external) →
 //! Call ACL → call-permission tiers → verdict (`allow`, `deny`, `challenge`) and next hop.
 
 pub mod config;
 pub mod policy;
+pub mod proxy;
 pub mod report;
+pub mod sip;
+pub mod transport;

@@ -23,6 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the proxy until SIGTERM or SIGINT.
+    Run {
+        #[arg(long, default_value = "config/sipscreen.toml")]
+        config: PathBuf,
+    },
     /// Load and validate a configuration; print every error (exit 2) or nothing wrong (exit 0).
     Validate {
         #[arg(long)]
@@ -59,6 +64,7 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => run(&config),
         Command::Validate { config } => match Config::load(&config) {
             Ok(c) => {
                 for w in &c.warnings {
@@ -138,6 +144,78 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// `sipscreen run`: a bad configuration never starts (exit 2); a listener that cannot bind
+/// exits 1; SIGTERM or SIGINT drains and exits 0.
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{}: {} error(s), not starting",
+                path.display(),
+                errors.0.len()
+            );
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sipscreen: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = std::sync::Arc::new(config);
+    let result = runtime.block_on(async {
+        let sockets = sipscreen::transport::Sockets::bind(&config).await?;
+        let listen: Vec<String> = config
+            .server
+            .listen
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(listen = ?listen, next_hop = %config.server.next_hop, "sipscreen running");
+        sipscreen::transport::run(config.clone(), sockets, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sipscreen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
     }
 }
 

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::raw::*;
-use super::{Config, ConfigError, ConfigErrors, Lockout, PinSettings, Prompt, Server};
+use super::{Config, ConfigError, ConfigErrors, Limits, Lockout, PinSettings, Prompt, Server};
 use crate::policy::acl::{
     AclPattern, AclPatterns, AclRegex, AclRule, Action, CallAcl, Matcher, Origin,
 };
@@ -586,6 +586,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         Some(s) => check_server(ck, s),
     };
     let pin = check_pin(ck, raw.pin.as_ref(), base);
+    let limits = check_limits(ck, raw.limits.as_ref());
     let brand_name = match &raw.brand {
         None => {
             ck.error(None, "", "missing required table `[brand]`");
@@ -651,6 +652,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
     Some(Config {
         server,
         pin,
+        limits,
         policy,
         warnings: std::mem::take(&mut ck.warnings),
     })
@@ -695,6 +697,50 @@ fn check_server(ck: &mut Checker<'_>, s: &Spanned<RawServer>) -> Option<Server> 
         record_route: raw.record_route.unwrap_or(true),
         reject_reason,
     })
+}
+
+fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limits {
+    let d = Limits::default();
+    let Some(raw) = raw.map(Spanned::get_ref) else {
+        return d;
+    };
+    let c = "limits";
+    let size = ck.positive(
+        &raw.max_message_size,
+        d.max_message_size as u32,
+        "max_message_size",
+        c,
+    );
+    if !(1024..=1 << 20).contains(&size) {
+        if let Some(s) = &raw.max_message_size {
+            ck.error(
+                Some(&s.span()),
+                c,
+                "`max_message_size` must be between 1024 and 1048576 bytes",
+            );
+        }
+    }
+    Limits {
+        max_message_size: size as usize,
+        max_transactions: ck.positive(
+            &raw.max_transactions,
+            d.max_transactions as u32,
+            "max_transactions",
+            c,
+        ) as usize,
+        max_tcp_connections: ck.positive(
+            &raw.max_tcp_connections,
+            d.max_tcp_connections as u32,
+            "max_tcp_connections",
+            c,
+        ) as usize,
+        tcp_idle_timeout: Duration::from_secs(u64::from(ck.positive(
+            &raw.tcp_idle_timeout_s,
+            d.tcp_idle_timeout.as_secs() as u32,
+            "tcp_idle_timeout_s",
+            c,
+        ))),
+    }
 }
 
 fn check_pin(

@@ -23,6 +23,7 @@ use crate::policy::Policy;
 pub struct Config {
     pub server: Server,
     pub pin: PinSettings,
+    pub limits: Limits,
     pub policy: Policy,
     /// Things that are valid but probably not what was meant (printed by `validate`).
     pub warnings: Vec<String>,
@@ -64,6 +65,31 @@ pub struct PinSettings {
     pub prompt: Prompt,
     pub dial_prefix: Option<String>,
     pub lockout: Lockout,
+}
+
+/// `[limits]` (SPEC §7): beyond them requests get 503 or are dropped, and everyone else is
+/// still served.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest message accepted, in bytes.
+    pub max_message_size: usize,
+    /// Server transactions in flight at once.
+    pub max_transactions: usize,
+    /// TCP connections open at once (both directions).
+    pub max_tcp_connections: usize,
+    /// A TCP connection with no traffic for this long is closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024,
+            max_transactions: 10_000,
+            max_tcp_connections: 1_024,
+            tcp_idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `pin.lockout`: per-user failure counting.

@@ -15,6 +15,7 @@ pub type Str = Spanned<String>;
 pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     pub pin: Option<Spanned<RawPin>>,
+    pub limits: Option<Spanned<RawLimits>>,
     pub brand: Option<Spanned<RawBrand>>,
     #[serde(default)]
     pub tenant: Vec<Spanned<RawTenant>>,
@@ -39,6 +40,14 @@ pub struct RawPin {
     pub prompt: Option<Str>,
     pub dial_prefix: Option<Str>,
     pub lockout: Option<Spanned<RawLockout>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawLimits {
+    pub max_message_size: Option<Spanned<i64>>,
+    pub max_transactions: Option<Spanned<i64>>,
+    pub max_tcp_connections: Option<Spanned<i64>>,
+    pub tcp_idle_timeout_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]

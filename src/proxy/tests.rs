@@ -1,0 +1,496 @@
+//! Scenario tests of the sans-I/O core with a simulated clock: no sockets, no sleeps.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::config::Config;
+
+const CONFIG: &str = r#"
+[server]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+next_hop = "udp:127.0.0.1:5070"
+trusted_peers = ["127.0.0.9/32"]
+reject_reason = "Q.850;cause=21"
+
+[brand]
+name = "b"
+
+[[tenant]]
+name = "acme"
+country = "ES"
+
+  [[tenant.users]]
+  name = "alice"
+  extension = "1001"
+
+  [[tenant.users]]
+  name = "boss"
+  extension = "1009"
+
+  [[tenant.call_permissions]]
+  name = "no-premium"
+  extensions = ["_90[57]XXXXXX"]
+  users = ["alice"]
+"#;
+
+const UAC: &str = "127.0.0.1:5061";
+const UAS: &str = "127.0.0.1:5070";
+
+fn peer(addr: &str) -> Peer {
+    Peer {
+        transport: Transport::Udp,
+        addr: addr.parse().unwrap(),
+    }
+}
+
+struct World {
+    proxy: Proxy,
+    now: Instant,
+}
+
+impl World {
+    fn new() -> Self {
+        let config = Config::from_toml(CONFIG, "test.toml", None).unwrap();
+        Self {
+            proxy: Proxy::new(Arc::new(config)),
+            now: Instant::now(),
+        }
+    }
+
+    fn recv(&mut self, from: &str, msg: &str) {
+        self.proxy
+            .handle_message(self.now, peer(from), msg.as_bytes());
+    }
+
+    /// Advances the clock to `d` later, firing every timer due on the way, in order.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.proxy.poll_timeout().filter(|t| *t <= end) {
+            self.now = t.max(self.now);
+            self.proxy.handle_timeout(self.now);
+        }
+        self.now = end;
+    }
+
+    /// Everything sent since the last call, as (destination, text).
+    fn sent(&mut self) -> Vec<(SocketAddr, String)> {
+        std::iter::from_fn(|| self.proxy.poll_transmit())
+            .map(|t| (t.to.addr, String::from_utf8(t.bytes).unwrap()))
+            .collect()
+    }
+}
+
+fn invite(dialed: &str, from_user: &str, branch: &str, extra: &str) -> String {
+    format!(
+        "INVITE sip:{dialed}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch={branch};rport\r\nFrom: <sip:{from_user}@127.0.0.1>;tag=a1\r\nTo: <sip:{dialed}@127.0.0.1>\r\nCall-ID: call-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:{from_user}@127.0.0.1:5061>\r\nMax-Forwards: 70\r\n{extra}X-Unknown: kept as is\r\nContent-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+    )
+}
+
+/// A response from the UAS to the forwarded request `req`, with `to_tag`.
+fn answer(req: &str, code: u16, reason: &str, to_tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("via:")
+            || lower.starts_with("from:")
+            || lower.starts_with("call-id:")
+            || lower.starts_with("cseq:")
+        {
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if lower.starts_with("to:") {
+            out.push_str(line);
+            if !to_tag.is_empty() && !lower.contains("tag=") {
+                out.push_str(&format!(";tag={to_tag}"));
+            }
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+fn status(msg: &str) -> u16 {
+    msg.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn allowed_invite_is_forwarded_and_answered() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-1", ""));
+    let out = w.sent();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(
+        (out[0].0.to_string(), status(&out[0].1)),
+        (UAC.to_owned(), 100)
+    );
+    let (to, fwd) = &out[1];
+    assert_eq!(to.to_string(), UAS);
+    let lines: Vec<&str> = fwd.split("\r\n").collect();
+    assert_eq!(lines[0], "INVITE sip:612345678@127.0.0.1:5060 SIP/2.0");
+    assert!(
+        lines[1].starts_with("Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsS"),
+        "{fwd}"
+    );
+    assert_eq!(lines[2], "Record-Route: <sip:127.0.0.1:5060;lr>");
+    assert_eq!(
+        lines[3],
+        "Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-1;rport=5061;received=127.0.0.1"
+    );
+    assert!(fwd.contains("Max-Forwards: 69\r\n"));
+    assert!(fwd.contains("X-Unknown: kept as is\r\n") && fwd.ends_with("\r\n\r\nv=0\n"));
+
+    // A retransmitted INVITE is absorbed: the 100 is sent again, nothing goes downstream.
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-1", ""));
+    let again = w.sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].0.to_string(), status(&again[0].1)),
+        (UAC.to_owned(), 100)
+    );
+
+    // Timer A retransmits downstream until a response comes.
+    w.advance(Duration::from_millis(600));
+    let retx = w.sent();
+    assert_eq!(retx.len(), 1);
+    assert_eq!(retx[0].1, *fwd);
+
+    // 100 from downstream is not forwarded; 180 and 200 are, without our Via.
+    w.recv(UAS, &answer(fwd, 100, "Trying", ""));
+    assert!(w.sent().is_empty());
+    w.recv(UAS, &answer(fwd, 180, "Ringing", "b2"));
+    let ringing = w.sent();
+    assert_eq!(ringing.len(), 1);
+    assert_eq!(status(&ringing[0].1), 180);
+    assert!(
+        !ringing[0].1.contains("z9hG4bKsS"),
+        "our Via must be gone: {}",
+        ringing[0].1
+    );
+    assert!(ringing[0].1.contains("branch=z9hG4bK-1"));
+    w.advance(Duration::from_secs(10));
+    assert!(
+        w.sent().is_empty(),
+        "no retransmission after a provisional response"
+    );
+    w.recv(UAS, &answer(fwd, 200, "OK", "b2"));
+    let ok = w.sent();
+    assert_eq!(
+        (ok.len(), status(&ok[0].1), ok[0].0.to_string()),
+        (1, 200, UAC.to_owned())
+    );
+    // A retransmitted 200 is relayed too (RFC 6026 Accepted state).
+    w.recv(UAS, &answer(fwd, 200, "OK", "b2"));
+    assert_eq!(w.sent().len(), 1);
+    // Then everything ends, and no timer is left behind.
+    w.advance(Duration::from_secs(300));
+    assert!(w.proxy.is_idle(), "{:?}", w.proxy.transactions());
+}
+
+#[test]
+fn denied_invite_gets_403_retransmitted_until_acked() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("905123456", "alice", "z9hG4bK-2", ""));
+    let out = w.sent();
+    assert_eq!(out.len(), 2);
+    assert_eq!(status(&out[0].1), 100);
+    let forbidden = &out[1].1;
+    assert_eq!(status(forbidden), 403);
+    assert!(
+        forbidden.contains("Reason: Q.850;cause=21\r\n"),
+        "{forbidden}"
+    );
+    assert!(
+        !forbidden.contains("no-premium"),
+        "rule names are never sent"
+    );
+    assert!(forbidden.contains("To: <sip:905123456@127.0.0.1>;tag="));
+    // Timer G retransmits it.
+    w.advance(Duration::from_millis(510));
+    let retx = w.sent();
+    assert_eq!(retx.len(), 1);
+    assert_eq!(retx[0].1, *forbidden);
+    // The ACK stops the retransmissions and is not forwarded.
+    let to_line = forbidden
+        .split("\r\n")
+        .find(|l| l.starts_with("To:"))
+        .unwrap();
+    let ack = format!(
+        "ACK sip:905123456@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-2;rport\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\n{to_line}\r\nCall-ID: call-z9hG4bK-2\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    w.recv(UAC, &ack);
+    assert!(w.sent().is_empty());
+    w.advance(Duration::from_secs(40));
+    assert!(w.sent().is_empty(), "no retransmission after the ACK");
+    assert!(w.proxy.is_idle());
+}
+
+#[test]
+fn unacknowledged_403_stops_at_timer_h() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("905123456", "alice", "z9hG4bK-3", ""));
+    w.sent();
+    w.advance(Duration::from_secs(40));
+    let retx = w.sent();
+    // T1, 2T1, 4T1, then T2 until 64*T1: 0.5+1+2+4+4+4+4+4+4+4 < 32.
+    assert!((7..=11).contains(&retx.len()), "{}", retx.len());
+    assert!(w.proxy.is_idle());
+}
+
+#[test]
+fn cancel_racing_a_200() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-4", ""));
+    let fwd = w.sent().pop().unwrap().1;
+    w.recv(UAS, &answer(&fwd, 180, "Ringing", "b4"));
+    w.sent();
+    let cancel = "CANCEL sip:612345678@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4;rport\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:612345678@127.0.0.1>\r\nCall-ID: call-z9hG4bK-4\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, cancel);
+    let out = w.sent();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(
+        (out[0].0.to_string(), status(&out[0].1)),
+        (UAC.to_owned(), 200)
+    );
+    let (to, down) = &out[1];
+    assert_eq!(to.to_string(), UAS);
+    assert!(down.starts_with("CANCEL sip:612345678@127.0.0.1:5060 SIP/2.0\r\n"));
+    let branch = |m: &str| {
+        m.split("branch=")
+            .nth(1)
+            .unwrap()
+            .split([';', '\r'])
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        branch(down),
+        branch(&fwd),
+        "CANCEL carries the INVITE's branch"
+    );
+    // The 200 for the INVITE wins the race: it is relayed; the 200 for the CANCEL is absorbed.
+    w.recv(UAS, &answer(&fwd, 200, "OK", "b4"));
+    let ok = w.sent();
+    assert_eq!((ok.len(), status(&ok[0].1)), (1, 200));
+    w.recv(UAS, &answer(down, 200, "OK", ""));
+    assert!(w.sent().is_empty());
+}
+
+#[test]
+fn cancel_before_answer_ends_in_487() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-5", ""));
+    let fwd = w.sent().pop().unwrap().1;
+    let cancel = "CANCEL sip:612345678@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-5;rport\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:612345678@127.0.0.1>\r\nCall-ID: call-z9hG4bK-5\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, cancel);
+    // No provisional yet: the CANCEL waits for one (RFC 3261 §9.1).
+    let out = w.sent();
+    assert_eq!(out.len(), 1);
+    assert_eq!(status(&out[0].1), 200);
+    w.recv(UAS, &answer(&fwd, 180, "Ringing", "b5"));
+    let out = w.sent();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(out
+        .iter()
+        .any(|(to, m)| to.to_string() == UAS && m.starts_with("CANCEL ")));
+    w.recv(UAS, &answer(&fwd, 487, "Request Terminated", "b5"));
+    let out = w.sent();
+    // The 487 goes upstream and the hop-by-hop ACK downstream.
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAC && status(m) == 487),
+        "{out:#?}"
+    );
+    assert!(
+        out.iter().any(|(to, m)| to.to_string() == UAS
+            && m.starts_with("ACK sip:612345678@127.0.0.1:5060 SIP/2.0")),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn max_forwards_zero_gets_483_and_loops_482() {
+    let mut w = World::new();
+    w.recv(
+        UAC,
+        &invite("612345678", "alice", "z9hG4bK-6", "")
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [483]
+    );
+    // A request that comes back to us with our own Via: a loop.
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-7", ""));
+    let fwd = w.sent().pop().unwrap().1;
+    w.recv(UAS, &fwd);
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [482],
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn response_for_unknown_transaction_is_dropped() {
+    let mut w = World::new();
+    let stray = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKsS0000000000000000.1\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-x\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAS, stray);
+    assert!(w.sent().is_empty());
+}
+
+#[test]
+fn no_answer_gives_408_upstream() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-8", ""));
+    w.sent();
+    w.advance(Duration::from_secs(33));
+    let out = w.sent();
+    let upstream: Vec<u16> = out
+        .iter()
+        .filter(|(to, _)| to.to_string() == UAC)
+        .map(|(_, m)| status(m))
+        .collect();
+    // The 408 and, Timer G running, its first retransmission.
+    assert_eq!(upstream, [408, 408], "{out:#?}");
+    // Timer A doubled each time: 0.5, 1, 2, 4, 8, 16 s.
+    assert_eq!(
+        out.iter().filter(|(to, _)| to.to_string() == UAS).count(),
+        6
+    );
+}
+
+#[test]
+fn timer_c_cancels_a_ringing_branch() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-9", ""));
+    let fwd = w.sent().pop().unwrap().1;
+    w.recv(UAS, &answer(&fwd, 180, "Ringing", "b9"));
+    w.sent();
+    w.advance(TIMER_C + Duration::from_secs(1));
+    let out = w.sent();
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("CANCEL ")),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn non_invite_retransmits_then_times_out() {
+    let mut w = World::new();
+    let bye = "BYE sip:612345678@127.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-10\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:612345678@127.0.0.1>;tag=b1\r\nCall-ID: c10\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, bye);
+    let out = w.sent();
+    assert_eq!(out.len(), 1, "no 100 for a non-INVITE");
+    assert_eq!(out[0].0.to_string(), UAS);
+    w.advance(Duration::from_secs(33));
+    let out = w.sent();
+    // Timer E: 0.5, 1, 2, 4, then every 4 s until Timer F at 32 s.
+    let retx = out.iter().filter(|(to, _)| to.to_string() == UAS).count();
+    assert!((9..=11).contains(&retx), "{retx}");
+    let up: Vec<u16> = out
+        .iter()
+        .filter(|(to, _)| to.to_string() == "127.0.0.1:5061")
+        .map(|(_, m)| status(m))
+        .collect();
+    assert_eq!(up, [408]);
+}
+
+#[test]
+fn in_dialog_requests_follow_the_route_or_the_dialog() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-11", ""));
+    w.sent();
+    // SIPp-style BYE: Request-URI is us, no Route: goes to the dialog's next hop.
+    let bye = "BYE sip:612345678@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-12\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:612345678@127.0.0.1>;tag=b1\r\nCall-ID: call-z9hG4bK-11\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, bye);
+    let out = w.sent();
+    assert_eq!(out[0].0.to_string(), UAS);
+    // With our Route on top: popped, and the Request-URI followed.
+    let routed = "BYE sip:uas@127.0.0.1:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-13\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:612345678@127.0.0.1>;tag=b1\r\nCall-ID: other\r\nCSeq: 3 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, routed);
+    let out = w.sent();
+    assert_eq!(out[0].0.to_string(), "127.0.0.1:5080");
+    assert!(
+        !out[0].1.contains("Route:"),
+        "our Route is removed: {}",
+        out[0].1
+    );
+}
+
+#[test]
+fn options_to_us_is_answered() {
+    let mut w = World::new();
+    let opt = "OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-14\r\nFrom: <sip:mon@127.0.0.1>;tag=m\r\nTo: <sip:127.0.0.1>\r\nCall-ID: ka\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, opt);
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [200]
+    );
+}
+
+#[test]
+fn p_asserted_identity_is_believed_from_trusted_peers_only() {
+    let mut w = World::new();
+    // From an untrusted address, PAI claims to be the boss: ignored (alice's rights deny),
+    // and removed before forwarding.
+    let pai = "P-Asserted-Identity: <sip:1009@127.0.0.1>\r\n";
+    w.recv(UAC, &invite("905123456", "alice", "z9hG4bK-15", pai));
+    let out = w.sent();
+    assert_eq!(status(&out[1].1), 403);
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-16", pai));
+    let fwd = w.sent().pop().unwrap().1;
+    assert!(!fwd.contains("P-Asserted-Identity"), "{fwd}");
+    // From the trusted PBX, the same PAI makes the caller the boss: allowed, PAI kept.
+    w.recv(
+        "127.0.0.9:5060",
+        &invite("905123456", "alice", "z9hG4bK-17", pai)
+            .replace("127.0.0.1:5061", "127.0.0.9:5060"),
+    );
+    let out = w.sent();
+    let fwd = &out.last().unwrap().1;
+    assert!(fwd.starts_with("INVITE "), "{out:#?}");
+    assert!(fwd.contains("P-Asserted-Identity: <sip:1009@127.0.0.1>"));
+}
+
+#[test]
+fn malformed_requests_get_400_and_are_not_forwarded() {
+    let mut w = World::new();
+    let bad =
+        invite("612345678", "alice", "z9hG4bK-18", "").replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    w.recv(UAC, &bad);
+    let out = w.sent();
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].0.to_string(), status(&out[0].1)),
+        (UAC.to_owned(), 400)
+    );
+    w.recv(UAC, "garbage\r\n\r\n");
+    assert!(w.sent().is_empty());
+}
+
+#[test]
+fn shutting_down_refuses_new_calls_but_finishes_old_ones() {
+    let mut w = World::new();
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-19", ""));
+    let fwd = w.sent().pop().unwrap().1;
+    w.proxy.stop_accepting();
+    w.recv(UAC, &invite("612345679", "alice", "z9hG4bK-20", ""));
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [503]
+    );
+    w.recv(UAS, &answer(&fwd, 200, "OK", "b"));
+    assert_eq!(w.sent().len(), 1);
+}

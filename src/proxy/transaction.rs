@@ -1,0 +1,410 @@
+//! Transaction state machines (RFC 3261 §17 with RFC 6026's Accepted state, and §16.8's
+//! Timer C). Each machine only changes its state and says what to do — retransmit, arm a
+//! timer, forward, acknowledge — the core does it.
+
+use std::time::{Duration, Instant};
+
+use super::Peer;
+use crate::policy::target::Transport;
+use crate::sip::Message;
+
+/// RTT estimate (§17.1.1.1).
+pub const T1: Duration = Duration::from_millis(500);
+/// Longest retransmit interval for non-INVITE requests and INVITE responses.
+pub const T2: Duration = Duration::from_secs(4);
+/// How long a message may stay in the network.
+pub const T4: Duration = Duration::from_secs(5);
+/// A proxy's wait for a final response to an INVITE (§16.6 item 11: more than 3 minutes).
+pub const TIMER_C: Duration = Duration::from_secs(181);
+/// Timer D for unreliable transports (§17.1.1.2: at least 32 s).
+const TIMER_D: Duration = Duration::from_secs(32);
+
+/// The timers of RFC 3261 §17 (and RFC 6026's L and M).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerKind {
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
+    K,
+    M,
+    G,
+    H,
+    I,
+    J,
+    L,
+}
+
+impl TimerKind {
+    /// Whether the timer belongs to a server transaction.
+    pub fn is_server(self) -> bool {
+        matches!(
+            self,
+            TimerKind::G | TimerKind::H | TimerKind::I | TimerKind::J | TimerKind::L
+        )
+    }
+}
+
+/// Server transaction states (§17.2.1, §17.2.2, RFC 6026 §7.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    Trying,
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+    Terminated,
+}
+
+/// What a timer asks for.
+#[derive(Default, Debug)]
+pub struct TimerOut {
+    pub retransmit: Option<Vec<u8>>,
+    pub timers: Vec<(Instant, TimerKind)>,
+    pub terminated: bool,
+    /// Client: no final response in time (Timer B, F, or C before any provisional).
+    pub timed_out: bool,
+    /// Client: Timer C fired after a provisional response: cancel the branch.
+    pub cancel: bool,
+}
+
+/// A server transaction: the request we received and what we answered.
+#[derive(Debug)]
+pub struct ServerTx {
+    pub key: String,
+    pub invite: bool,
+    /// Where responses go.
+    pub peer: Peer,
+    reliable: bool,
+    pub request: Message,
+    pub state: ServerState,
+    pub last_response: Option<Vec<u8>>,
+    /// The client transaction the request was forwarded on.
+    pub client: Option<u64>,
+    /// The branch of our Via on the forwarded request.
+    pub branch: String,
+    g_interval: Duration,
+    g_next: Option<Instant>,
+}
+
+impl ServerTx {
+    pub fn new(
+        key: String,
+        invite: bool,
+        peer: Peer,
+        arrived_on: Transport,
+        request: Message,
+        branch: String,
+    ) -> Self {
+        Self {
+            key,
+            invite,
+            peer,
+            reliable: arrived_on == Transport::Tcp,
+            request,
+            state: if invite {
+                ServerState::Proceeding
+            } else {
+                ServerState::Trying
+            },
+            last_response: None,
+            client: None,
+            branch,
+            g_interval: T1,
+            g_next: None,
+        }
+    }
+
+    /// A response is sent: the new state and the timers it arms.
+    pub fn on_response(
+        &mut self,
+        now: Instant,
+        code: u16,
+        bytes: &[u8],
+    ) -> Vec<(Instant, TimerKind)> {
+        let mut timers = Vec::new();
+        match self.state {
+            ServerState::Trying | ServerState::Proceeding => {
+                self.last_response = Some(bytes.to_vec());
+                if code < 200 {
+                    self.state = ServerState::Proceeding;
+                } else if self.invite && code < 300 {
+                    self.state = ServerState::Accepted;
+                    timers.push((now + 64 * T1, TimerKind::L));
+                } else if self.invite {
+                    self.state = ServerState::Completed;
+                    if !self.reliable {
+                        self.g_next = Some(now + T1);
+                        timers.push((now + T1, TimerKind::G));
+                    }
+                    timers.push((now + 64 * T1, TimerKind::H));
+                } else if self.reliable {
+                    self.state = ServerState::Terminated;
+                } else {
+                    self.state = ServerState::Completed;
+                    timers.push((now + 64 * T1, TimerKind::J));
+                }
+            }
+            // 2xx retransmissions pass through the Accepted state (RFC 6026 §7.1).
+            ServerState::Accepted
+            | ServerState::Completed
+            | ServerState::Confirmed
+            | ServerState::Terminated => {}
+        }
+        timers
+    }
+
+    /// The ACK for our non-2xx final arrived.
+    pub fn on_ack(&mut self, now: Instant) -> Vec<(Instant, TimerKind)> {
+        if self.state != ServerState::Completed {
+            return Vec::new();
+        }
+        self.g_next = None;
+        if self.reliable {
+            self.state = ServerState::Terminated;
+            Vec::new()
+        } else {
+            self.state = ServerState::Confirmed;
+            vec![(now + T4, TimerKind::I)]
+        }
+    }
+
+    /// Whether a retransmitted request should be answered with the last response (in the
+    /// Accepted state it is absorbed, RFC 6026 §7.1).
+    pub fn answers_retransmissions(&self) -> bool {
+        self.state != ServerState::Accepted
+    }
+
+    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
+        let mut out = TimerOut::default();
+        match (kind, self.state) {
+            (TimerKind::G, ServerState::Completed) if self.g_next == Some(at) => {
+                out.retransmit = self.last_response.clone();
+                self.g_interval = (self.g_interval * 2).min(T2);
+                let next = now + self.g_interval;
+                self.g_next = Some(next);
+                out.timers.push((next, TimerKind::G));
+            }
+            (TimerKind::H, ServerState::Completed)
+            | (TimerKind::I, ServerState::Confirmed)
+            | (TimerKind::J, ServerState::Completed)
+            | (TimerKind::L, ServerState::Accepted) => {
+                self.state = ServerState::Terminated;
+                out.terminated = true;
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// Client transaction states (§17.1.1, §17.1.2, RFC 6026 §7.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    Calling,
+    Trying,
+    Proceeding,
+    Completed,
+    Accepted,
+    Terminated,
+}
+
+/// What a response does to a client transaction.
+#[derive(Default, Debug)]
+pub struct ResponseActions {
+    pub timers: Vec<(Instant, TimerKind)>,
+    /// Relay it upstream.
+    pub forward: bool,
+    /// Acknowledge a non-2xx final (hop by hop).
+    pub send_ack: bool,
+    /// A CANCEL was waiting for a provisional response: send it now.
+    pub send_cancel: bool,
+    pub terminated: bool,
+}
+
+/// A client transaction: a request we sent and its retransmissions.
+#[derive(Debug)]
+pub struct ClientTx {
+    /// The server transaction it serves (`None` for a CANCEL of our own).
+    pub server: Option<u64>,
+    pub peer: Peer,
+    pub request: Vec<u8>,
+    pub invite: bool,
+    pub cancel: bool,
+    pub branch: String,
+    pub state: ClientState,
+    /// CANCEL asked for (sent once a provisional response has come).
+    pub cancelled: bool,
+    reliable: bool,
+    interval: Duration,
+    retransmit_next: Option<Instant>,
+    c_deadline: Option<Instant>,
+}
+
+impl ClientTx {
+    pub fn new(
+        server: Option<u64>,
+        peer: Peer,
+        request: Vec<u8>,
+        invite: bool,
+        cancel: bool,
+        branch: String,
+    ) -> Self {
+        Self {
+            server,
+            peer,
+            request,
+            invite,
+            cancel,
+            branch,
+            state: if invite {
+                ClientState::Calling
+            } else {
+                ClientState::Trying
+            },
+            cancelled: false,
+            reliable: peer.transport == Transport::Tcp,
+            interval: T1,
+            retransmit_next: None,
+            c_deadline: None,
+        }
+    }
+
+    /// The timers armed when the request is first sent.
+    pub fn initial_timers(&mut self, now: Instant) -> Vec<(Instant, TimerKind)> {
+        let mut t = Vec::new();
+        if !self.reliable {
+            self.retransmit_next = Some(now + T1);
+            t.push((
+                now + T1,
+                if self.invite {
+                    TimerKind::A
+                } else {
+                    TimerKind::E
+                },
+            ));
+        }
+        if self.invite {
+            t.push((now + 64 * T1, TimerKind::B));
+            self.c_deadline = Some(now + TIMER_C);
+            t.push((now + TIMER_C, TimerKind::C));
+        } else {
+            t.push((now + 64 * T1, TimerKind::F));
+        }
+        t
+    }
+
+    /// Whether no final response has come yet.
+    pub fn awaiting_final(&self) -> bool {
+        matches!(
+            self.state,
+            ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+        )
+    }
+
+    pub fn on_response(&mut self, now: Instant, code: u16) -> ResponseActions {
+        let mut a = ResponseActions::default();
+        let provisional = code < 200;
+        if self.invite {
+            match self.state {
+                ClientState::Calling | ClientState::Proceeding if provisional => {
+                    let first = self.state == ClientState::Calling;
+                    self.state = ClientState::Proceeding;
+                    self.retransmit_next = None;
+                    if code > 100 {
+                        let c = now + TIMER_C;
+                        self.c_deadline = Some(c);
+                        a.timers.push((c, TimerKind::C));
+                    }
+                    a.send_cancel = first && self.cancelled;
+                    a.forward = code > 100;
+                }
+                ClientState::Calling | ClientState::Proceeding if code < 300 => {
+                    self.state = ClientState::Accepted;
+                    self.retransmit_next = None;
+                    a.timers.push((now + 64 * T1, TimerKind::M));
+                    a.forward = true;
+                }
+                ClientState::Calling | ClientState::Proceeding => {
+                    self.retransmit_next = None;
+                    a.send_ack = true;
+                    a.forward = true;
+                    if self.reliable {
+                        self.state = ClientState::Terminated;
+                        a.terminated = true;
+                    } else {
+                        self.state = ClientState::Completed;
+                        a.timers.push((now + TIMER_D, TimerKind::D));
+                    }
+                }
+                ClientState::Accepted => a.forward = (200..300).contains(&code),
+                ClientState::Completed => a.send_ack = code >= 300,
+                ClientState::Trying | ClientState::Terminated => {}
+            }
+            return a;
+        }
+        match self.state {
+            ClientState::Trying | ClientState::Proceeding if provisional => {
+                self.state = ClientState::Proceeding;
+                a.forward = code > 100;
+            }
+            ClientState::Trying | ClientState::Proceeding => {
+                self.retransmit_next = None;
+                a.forward = true;
+                if self.reliable {
+                    self.state = ClientState::Terminated;
+                    a.terminated = true;
+                } else {
+                    self.state = ClientState::Completed;
+                    a.timers.push((now + T4, TimerKind::K));
+                }
+            }
+            _ => {}
+        }
+        a
+    }
+
+    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
+        let mut out = TimerOut::default();
+        match (kind, self.state) {
+            (TimerKind::A, ClientState::Calling)
+            | (TimerKind::E, ClientState::Trying | ClientState::Proceeding)
+                if self.retransmit_next == Some(at) =>
+            {
+                out.retransmit = Some(self.request.clone());
+                self.interval = match (kind, self.state) {
+                    (TimerKind::A, _) => self.interval * 2,
+                    (_, ClientState::Proceeding) => T2,
+                    _ => (self.interval * 2).min(T2),
+                };
+                let next = now + self.interval;
+                self.retransmit_next = Some(next);
+                out.timers.push((next, kind));
+            }
+            (TimerKind::B, ClientState::Calling)
+            | (TimerKind::F, ClientState::Trying | ClientState::Proceeding) => {
+                self.state = ClientState::Terminated;
+                out.timed_out = true;
+            }
+            (TimerKind::C, ClientState::Calling) if self.c_deadline == Some(at) => {
+                self.state = ClientState::Terminated;
+                out.timed_out = true;
+            }
+            (TimerKind::C, ClientState::Proceeding)
+                if self.c_deadline == Some(at) && !self.cancelled =>
+            {
+                out.cancel = true;
+            }
+            (TimerKind::D, ClientState::Completed)
+            | (TimerKind::K, ClientState::Completed)
+            | (TimerKind::M, ClientState::Accepted) => {
+                self.state = ClientState::Terminated;
+                out.terminated = true;
+            }
+            _ => {}
+        }
+        out
+    }
+}

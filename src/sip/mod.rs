@@ -1,0 +1,17 @@
+//! SIP messages over their raw bytes (RFC 3261 §7, §20, §25), with no I/O and no clock.
+//!
+//! A [`Message`] owns the bytes it was read from and an index of where each part lies: the
+//! start line, every header line (name, value, the whole line), the body. Nothing is
+//! re-serialized: the proxy forwards a message by copying these ranges and splicing in the
+//! few lines it changes (Via, Max-Forwards, Route, Record-Route), so unknown headers and
+//! bodies pass through byte for byte. Only the headers the proxy needs get typed parsing
+//! ([`header`], [`uri`]), and they are parsed when asked for.
+//!
+//! [`frame`] finds where a message ends in a stream (Content-Length framing, RFC 3261
+//! §18.3), telling "need more bytes" from "this can never be a message", as TCP needs.
+
+pub mod header;
+pub mod message;
+pub mod uri;
+
+pub use message::{frame, Framing, HeaderName, Message, Method, ParseError, ReplyLines, StartLine};

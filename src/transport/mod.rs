@@ -1,0 +1,374 @@
+//! The I/O edge (tokio): UDP sockets, TCP listeners and connections, timers, and the task
+//! that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets or the
+//! clock.
+//!
+//! One task drives the core: it receives [`Event`]s from the socket tasks, sleeps until the
+//! core's next timeout, and sends what the core asks for — UDP straight from the socket, TCP
+//! through the connection's writer task (connecting first when there is none). A malformed
+//! message, a refused connection or a full queue is logged and never ends a listener.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::policy::target::Transport;
+use crate::proxy::{Peer, Proxy, Transmit};
+use crate::sip::{frame, Framing};
+
+/// How long draining may take after SIGTERM before the proxy exits anyway.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(32);
+/// How long an outbound TCP connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Messages queued for one TCP connection before further ones are dropped.
+const CONNECTION_QUEUE: usize = 1024;
+
+/// What the socket tasks tell the core task.
+#[derive(Debug)]
+enum Event {
+    Message {
+        from: Peer,
+        bytes: Vec<u8>,
+    },
+    TcpUp {
+        remote: SocketAddr,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    TcpDown {
+        remote: SocketAddr,
+    },
+    SendFailed {
+        to: Peer,
+    },
+}
+
+/// The sockets of `server.listen`, bound.
+pub struct Sockets {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds every listen address; the error names the address that failed.
+    pub async fn bind(config: &Config) -> io::Result<Sockets> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for l in &config.server.listen {
+            let named =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {l}: {e}"));
+            match l.transport {
+                Transport::Udp => udp.push(Arc::new(UdpSocket::bind(l.addr).await.map_err(named)?)),
+                Transport::Tcp => tcp.push(TcpListener::bind(l.addr).await.map_err(named)?),
+            }
+        }
+        Ok(Sockets { udp, tcp })
+    }
+}
+
+/// Runs the proxy on bound sockets until `shutdown` completes, then drains: new calls are
+/// refused, transactions in flight finish (at most [`DRAIN_LIMIT`]).
+pub async fn run(
+    config: Arc<Config>,
+    sockets: Sockets,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let (events_tx, mut events) = mpsc::channel::<Event>(4096);
+    let max_size = config.limits.max_message_size;
+    for socket in &sockets.udp {
+        tokio::spawn(udp_reader(socket.clone(), events_tx.clone(), max_size));
+    }
+    let connections = Arc::new(AtomicUsize::new(0));
+    for listener in sockets.tcp {
+        tokio::spawn(tcp_acceptor(
+            listener,
+            events_tx.clone(),
+            config.clone(),
+            connections.clone(),
+        ));
+    }
+    let mut core = Proxy::new(config.clone());
+    let mut out = Outbound {
+        udp: sockets.udp,
+        tcp: HashMap::new(),
+        connecting: HashMap::new(),
+        events: events_tx,
+        config: config.clone(),
+        connections,
+    };
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if let Some(limit) = drain_until {
+            if !core.has_pending() || now >= limit {
+                tracing::info!(pending = core.has_pending(), "drained, exiting");
+                return Ok(());
+            }
+        }
+        let wake = core.poll_timeout().map(tokio::time::Instant::from_std);
+        let sleep = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown, if drain_until.is_none() => {
+                tracing::info!("shutting down: no new calls, finishing transactions in flight");
+                core.stop_accepting();
+                drain_until = Some(now + DRAIN_LIMIT);
+            }
+            event = events.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                let now = Instant::now();
+                out.handle(&mut core, now, event);
+                // Take whatever else is already queued before sending, in one go.
+                while let Ok(event) = events.try_recv() {
+                    out.handle(&mut core, now, event);
+                }
+            }
+            _ = sleep => core.handle_timeout(Instant::now()),
+            _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
+        }
+        while let Some(t) = core.poll_transmit() {
+            out.send(t);
+        }
+    }
+}
+
+/// The sending side, owned by the core task.
+struct Outbound {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Messages waiting for an outbound connection to open.
+    connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    events: mpsc::Sender<Event>,
+    config: Arc<Config>,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Outbound {
+    fn handle(&mut self, core: &mut Proxy, now: Instant, event: Event) {
+        match event {
+            Event::Message { from, bytes } => core.handle_message(now, from, &bytes),
+            Event::TcpUp { remote, writer } => {
+                for bytes in self.connecting.remove(&remote).into_iter().flatten() {
+                    let _ = writer.try_send(bytes);
+                }
+                self.tcp.insert(remote, writer);
+            }
+            Event::TcpDown { remote } => {
+                self.tcp.remove(&remote);
+            }
+            Event::SendFailed { to } => {
+                self.connecting.remove(&to.addr);
+                core.handle_send_error(now, to);
+            }
+        }
+        while let Some(t) = core.poll_transmit() {
+            self.send(t);
+        }
+    }
+
+    fn send(&mut self, t: Transmit) {
+        match t.to.transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| {
+                        s.local_addr()
+                            .is_ok_and(|a| a.is_ipv4() == t.to.addr.is_ipv4())
+                    })
+                    .or(self.udp.first());
+                let Some(socket) = socket else {
+                    tracing::warn!(to = %t.to.addr, "no UDP socket to send from");
+                    return;
+                };
+                match socket.try_send_to(&t.bytes, t.to.addr) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        let socket = socket.clone();
+                        tokio::spawn(async move {
+                            let _ = socket.send_to(&t.bytes, t.to.addr).await;
+                        });
+                    }
+                    Err(e) => tracing::warn!(to = %t.to.addr, error = %e, "UDP send failed"),
+                }
+            }
+            Transport::Tcp => {
+                if let Some(writer) = self.tcp.get(&t.to.addr) {
+                    if writer.try_send(t.bytes).is_err() {
+                        tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed, message dropped");
+                    }
+                    return;
+                }
+                if let Some(queue) = self.connecting.get_mut(&t.to.addr) {
+                    queue.push(t.bytes);
+                    return;
+                }
+                self.connecting.insert(t.to.addr, vec![t.bytes]);
+                tokio::spawn(tcp_connect(
+                    t.to,
+                    self.events.clone(),
+                    self.config.clone(),
+                    self.connections.clone(),
+                ));
+            }
+        }
+    }
+}
+
+async fn udp_reader(socket: Arc<UdpSocket>, events: mpsc::Sender<Event>, max_size: usize) {
+    let mut buf = vec![0u8; max_size.max(65_535)];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let event = Event::Message {
+                    from: Peer {
+                        transport: Transport::Udp,
+                        addr: from,
+                    },
+                    bytes: buf[..n].to_vec(),
+                };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP port unreachable and the like surface here on some systems: not fatal.
+            Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+        }
+    }
+}
+
+async fn tcp_acceptor(
+    listener: TcpListener,
+    events: mpsc::Sender<Event>,
+    config: Arc<Config>,
+    connections: Arc<AtomicUsize>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => {
+                if connections.load(Ordering::Relaxed) >= config.limits.max_tcp_connections {
+                    tracing::warn!(%remote, "TCP connection limit reached, refused");
+                    drop(stream);
+                    continue;
+                }
+                tokio::spawn(tcp_connection(
+                    stream,
+                    remote,
+                    events.clone(),
+                    config.clone(),
+                    connections.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn tcp_connect(
+    to: Peer,
+    events: mpsc::Sender<Event>,
+    config: Arc<Config>,
+    connections: Arc<AtomicUsize>,
+) {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
+        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, config, connections).await,
+        Ok(Err(e)) => {
+            tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
+            let _ = events.send(Event::SendFailed { to }).await;
+        }
+        Err(_) => {
+            tracing::warn!(to = %to.addr, "TCP connect timed out");
+            let _ = events.send(Event::SendFailed { to }).await;
+        }
+    }
+}
+
+/// One TCP connection: frames messages by Content-Length (several per read, or one over
+/// several reads) and writes what the core sends to it. Closed when idle too long, when the
+/// peer closes, or when the stream can never frame.
+async fn tcp_connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    events: mpsc::Sender<Event>,
+    config: Arc<Config>,
+    connections: Arc<AtomicUsize>,
+) {
+    connections.fetch_add(1, Ordering::Relaxed);
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
+    if events
+        .send(Event::TcpUp { remote, writer: tx })
+        .await
+        .is_err()
+    {
+        connections.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let max = config.limits.max_message_size;
+    let idle = config.limits.tcp_idle_timeout;
+    let from = Peer {
+        transport: Transport::Tcp,
+        addr: remote,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        tokio::select! {
+            read = tokio::time::timeout(idle, reader.read(&mut chunk)) => {
+                let n = match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::debug!(%remote, "TCP connection idle, closed");
+                        break;
+                    }
+                    Ok(Ok(n)) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    match frame(&buf, max) {
+                        Ok(Framing::Incomplete) => break,
+                        Ok(Framing::Complete(len)) => {
+                            let rest = buf.split_off(len);
+                            let bytes = std::mem::replace(&mut buf, rest);
+                            if events.send(Event::Message { from, bytes }).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(%remote, error = %e, "TCP stream cannot be framed, closing");
+                            buf.clear();
+                            let _ = writer.shutdown().await;
+                            connections.fetch_sub(1, Ordering::Relaxed);
+                            let _ = events.send(Event::TcpDown { remote }).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            out = rx.recv() => {
+                let Some(bytes) = out else { break };
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    connections.fetch_sub(1, Ordering::Relaxed);
+    let _ = events.send(Event::TcpDown { remote }).await;
+}
