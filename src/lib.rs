@@ -14,6 +14,7 @@
 //!   (§16) with screening, driven by `handle_*(now, ...)` and drained by `poll_*()`.
 //! - [`transport`]: the only tokio code: UDP and TCP sockets, timers, the task that owns the
 //!   core.
+//! - [`replay`]: captures read back into the same decision path.
 //!
 //! Dependencies point one way: `transport` → `proxy` → `sip` / `policy`.
 //!
@@ -24,6 +25,7 @@
 pub mod config;
 pub mod policy;
 pub mod proxy;
+pub mod replay;
 pub mod report;
 pub mod sip;
 pub mod transport;

@@ -1,0 +1,14 @@
+//! `sipscreen replay` (SPEC §1): the SIP messages of a capture, fed to the same sans-I/O core
+//! the proxy runs, with the capture's timestamps as "now".
+//!
+//! Replay exists so that a decision can be checked against real traffic without a network:
+//! a capture of a call is evidence of what the proxy would have done with it. The layers:
+//! - [`capture`]: the file (pcap or pcapng) → UDP datagrams and reassembled TCP stream bytes,
+//!   with addresses and capture time. SIP-agnostic; undecodable packets are skipped and
+//!   counted, while an unreadable or truncated file is an error naming the file and offset.
+//! - `tcp` (private): per-direction TCP reassembly by sequence number, used by [`capture`].
+
+pub mod capture;
+mod tcp;
+
+pub use capture::{Capture, CaptureError, Payload, Transport};
