@@ -268,12 +268,10 @@ impl Proxy {
         let in_dialog = msg.to().and_then(|t| t.tag()).is_some();
         if method == Method::Ack {
             // ACK for a 2xx, or a stray one: forwarded without a transaction (§16.11).
-            if let Some(dest) = self.in_dialog_destination(&msg) {
-                let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
-                let bytes =
-                    self.forward_bytes(&msg, from, dest.into(), &branch, false, max_forwards);
-                self.send(dest.into(), bytes);
-            }
+            let dest = self.in_dialog_destination(&msg);
+            let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
+            let bytes = self.forward_bytes(&msg, from, dest.into(), &branch, false, max_forwards);
+            self.send(dest.into(), bytes);
             return;
         }
         if !in_dialog && !self.accepting {
@@ -300,26 +298,35 @@ impl Proxy {
 
         // Where does it go? Screening reads the request before the transaction keeps it.
         let invite = method == Method::Invite;
-        let (dest, decision, reject) = if in_dialog {
-            (self.in_dialog_destination(&msg), false, None)
+        let screened = if in_dialog {
+            Screened::Forward(self.in_dialog_destination(&msg))
         } else if invite {
-            match self.screen(&msg, from) {
-                Screened::Forward(target) => (Some(target), true, None),
-                Screened::Reject(code, reason, extra) => (None, false, Some((code, reason, extra))),
-            }
-        } else {
-            (Some(self.default_destination(&msg, from)), false, None)
-        };
-        let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
-        let forwarded = dest.map(|dest| {
-            let record_route = invite && !in_dialog && self.config.server.record_route;
-            self.forward_bytes(&msg, from, dest.into(), &branch, record_route, max_forwards)
-        });
-        if decision {
-            if let Some(dest) = dest {
+            let screened = self.screen(&msg, from);
+            if let Screened::Forward(dest) = screened {
                 self.remember_dialog(now, msg.call_id(), dest);
             }
-        }
+            screened
+        } else {
+            Screened::Forward(self.default_destination(&msg, from))
+        };
+        let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
+        let next = match screened {
+            Screened::Forward(dest) => {
+                let record_route = invite && !in_dialog && self.config.server.record_route;
+                Ok((
+                    dest,
+                    self.forward_bytes(
+                        &msg,
+                        from,
+                        dest.into(),
+                        &branch,
+                        record_route,
+                        max_forwards,
+                    ),
+                ))
+            }
+            Screened::Reject(code, reason, extra) => Err((code, reason, extra)),
+        };
 
         // A server transaction from here on.
         let sid = self.id();
@@ -330,16 +337,13 @@ impl Proxy {
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
         }
-        let (code, reason, extra) = match (dest, forwarded, reject) {
-            (Some(dest), Some(bytes), _) => {
-                self.start_client(now, sid, dest.into(), bytes, invite);
-                return;
+        match next {
+            Ok((dest, bytes)) => self.start_client(now, sid, dest.into(), bytes, invite),
+            Err((code, reason, extra)) => {
+                let resp = self.build_response(sid, code, reason, &extra);
+                self.send_server_response(now, sid, code, resp);
             }
-            (_, _, Some(reject)) => reject,
-            _ => (404, "Not Found", Vec::new()),
-        };
-        let resp = self.build_response(sid, code, reason, &extra);
-        self.send_server_response(now, sid, code, resp);
+        }
     }
 
     /// Screens an out-of-dialog INVITE (SPEC §4): one decision, one log event.
@@ -448,25 +452,24 @@ impl Proxy {
     }
 
     /// Where an in-dialog request goes: the first Route that is not ours, else the
-    /// Request-URI, else (Request-URI is us) the dialog's next hop or the default one.
-    fn in_dialog_destination(&self, msg: &Message) -> Option<Target> {
+    /// Request-URI, else (Request-URI is us) the dialog's next hop or the default one. A host
+    /// that is a name rather than an address goes to the default next hop, which does the DNS
+    /// (sipscreen does none).
+    fn in_dialog_destination(&self, msg: &Message) -> Target {
         let ours = self.our_route_count(msg);
         let next_route = msg
             .header_values(HeaderName::Route)
             .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
             .nth(ours)
             .map(|na| na.uri);
+        let default = self.config.policy.default_next_hop;
         if let Some(uri) = next_route {
-            return uri_target(uri);
+            return uri_target(uri).unwrap_or(default);
         }
         if !self.addressed_to_us(msg) {
-            return msg.request_uri().and_then(uri_target);
+            return msg.request_uri().and_then(uri_target).unwrap_or(default);
         }
-        Some(
-            self.dialogs
-                .get(msg.call_id())
-                .map_or(self.config.policy.default_next_hop, |(t, _)| *t),
-        )
+        self.dialogs.get(msg.call_id()).map_or(default, |(t, _)| *t)
     }
 
     fn remember_dialog(&mut self, now: Instant, call_id: &str, target: Target) {
@@ -586,7 +589,8 @@ impl Proxy {
         if let Some(via) = msg.top_via() {
             // RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
             let mut params = String::new();
-            let elsewhere = via.host.trim_matches(['[', ']']).parse::<IpAddr>().ok() != Some(from.addr.ip());
+            let elsewhere =
+                via.host.trim_matches(['[', ']']).parse::<IpAddr>().ok() != Some(from.addr.ip());
             if (elsewhere || via.rport().is_some()) && via.received().is_none() {
                 params.push_str(&format!(";received={}", from.addr.ip()));
             }
@@ -1144,7 +1148,7 @@ fn build_reply_from_lines(
     for r in &lines.vias {
         out.extend_from_slice(&bytes[r.clone()]);
     }
-    for r in [&lines.from, &lines.to, &lines.call_id, &lines.cseq] {
+    for r in &lines.others {
         out.extend_from_slice(&bytes[r.clone()]);
     }
     for (name, value) in extra {

@@ -127,7 +127,8 @@ impl<'a> Scanner<'a> {
                     self.pos += 1;
                     &self.s[self.s[..self.pos].rfind('[').unwrap_or(0)..self.pos]
                 } else {
-                    self.token()
+                    // A token or a host; `received` holds a bare IPv6 address (RFC 3261 §20.42).
+                    self.take_while(|b| is_token_char(b) || b == b':')
                 };
                 if v.is_empty() {
                     return err("empty parameter value");
@@ -471,6 +472,11 @@ mod tests {
             ("UDP", "192.168.255.111", Some("z9hG4bK30239"))
         );
         assert_eq!(vias[0].range.start, 100);
+        let v6 = &split_vias(
+            "SIP/2.0/UDP [fd17::3519]:5062;branch=z9hG4bKa;received=fd17::1;rport=5062",
+            0,
+        )[0];
+        assert_eq!(v6.as_ref().unwrap().received(), Some("fd17::1"));
         let v = &split_vias("SIP/2.0/UDP [::1]:5070;rport;branch=z9hG4bKx", 0)[0];
         let v = v.as_ref().unwrap();
         assert_eq!(

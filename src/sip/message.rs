@@ -619,23 +619,22 @@ impl Message {
 }
 
 /// The raw header lines needed to answer a request that could not be parsed (RFC 3261
-/// §8.2.6: Via, From, To, Call-ID, CSeq copied into the response), when they are all there.
+/// §8.2.6: Via, From, To, Call-ID, CSeq copied into the response). Via and CSeq are needed
+/// (the response is routed by Via and matched by CSeq); the others are copied when present.
 #[derive(Clone, Debug)]
 pub struct ReplyLines {
     pub vias: Vec<Range<usize>>,
-    pub from: Range<usize>,
-    pub to: Range<usize>,
-    pub call_id: Range<usize>,
-    pub cseq: Range<usize>,
+    /// From, To, Call-ID, CSeq lines, in that order, those that are there.
+    pub others: Vec<Range<usize>>,
 }
 
 impl ReplyLines {
-    /// Scans `bytes` (as received) for the lines; `None` when one is missing or the header
-    /// block cannot even be split into lines.
+    /// Scans `bytes` (as received) for the lines; `None` when Via or CSeq is missing or the
+    /// header block cannot even be split into lines.
     pub fn find(bytes: &[u8]) -> Option<ReplyLines> {
         let end = find_head_end(bytes).map_or(bytes.len(), |(blank, _)| blank);
         let mut vias = Vec::new();
-        let (mut from, mut to, mut call_id, mut cseq) = (None, None, None, None);
+        let mut found: [Option<Range<usize>>; 4] = Default::default();
         for line in HeaderLines::new(&bytes[..end]).skip(1) {
             let Ok((name, _)) = split_header(bytes, &line) else {
                 continue;
@@ -645,23 +644,20 @@ impl ReplyLines {
                     vias.push(line);
                     continue;
                 }
-                HeaderName::From => &mut from,
-                HeaderName::To => &mut to,
-                HeaderName::CallId => &mut call_id,
-                HeaderName::CSeq => &mut cseq,
+                HeaderName::From => 0,
+                HeaderName::To => 1,
+                HeaderName::CallId => 2,
+                HeaderName::CSeq => 3,
                 _ => continue,
             };
-            slot.get_or_insert(line);
+            found[slot].get_or_insert(line);
         }
-        if vias.is_empty() {
+        if vias.is_empty() || found[3].is_none() {
             return None;
         }
         Some(ReplyLines {
             vias,
-            from: from?,
-            to: to?,
-            call_id: call_id?,
-            cseq: cseq?,
+            others: found.into_iter().flatten().collect(),
         })
     }
 }
