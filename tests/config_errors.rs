@@ -1971,3 +1971,20 @@ fn cli_check_with_a_bad_config_exits_2() {
     let (line, _) = pos(&text, snippets[0]);
     assert!(all.contains(&format!("{p}:{line}:")), "{all}");
 }
+
+#[test]
+fn cli_run_never_starts_with_an_unknown_key() {
+    let dir = TempDir::new("run");
+    let text = with("  shoe_size = 42\n");
+    let path = dir.write("bad.toml", &text);
+    let p = path.to_str().unwrap();
+    let (out, timed_out) = run_bin(&["run", "--config", p], Duration::from_secs(10));
+    let all = text_of(&out);
+    assert!(!timed_out, "`run` started with a bad config:\n{all}");
+    assert_eq!(out.status.code(), Some(2), "{all}");
+    let (line, col) = pos(&text, "shoe_size");
+    assert!(
+        all.contains(&format!("{p}:{line}:{col}")) && all.contains("shoe_size"),
+        "`run` must print the config error:\n{all}"
+    );
+}

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::policy::target::{Target, Transport};
 use crate::policy::{Call, Decision, Verdict};
-use crate::report;
 use crate::sip::header::{parse_contacts, parse_max_forwards, Via};
 use crate::sip::uri::{Scheme, Uri};
 use crate::sip::{HeaderName, Message, Method, ReplyLines};
@@ -407,28 +406,28 @@ impl Proxy {
         }
     }
 
+    /// The one structured event of a decision (SPEC §4.8). Rule names go to the log, never
+    /// to the caller; nothing is formatted when the event is filtered out.
     fn log_decision(&self, msg: &Message, from: Peer, d: &Decision) {
+        if !tracing::enabled!(target: "sipscreen::decision", tracing::Level::INFO) {
+            return;
+        }
         let policy = &self.config.policy;
-        let json = report::decision_json(policy, d);
-        let field = |k: &str| {
-            json.get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_owned()
-        };
+        let t = &policy.tenants[d.tenant].spec;
+        let (stage, rule) = policy.stage_and_rule(d);
         tracing::info!(
             target: "sipscreen::decision",
             call_id = msg.call_id(),
             source = %from.addr,
-            tenant = field("tenant"),
-            identity = field("identity"),
-            dialed = field("dialed"),
-            e164 = field("e164"),
-            call = field("call"),
-            decision = field("decision"),
-            stage = field("stage"),
-            rule = field("rule"),
-            next_hop = field("next_hop"),
+            tenant = &*t.name,
+            identity = d.identity.map(|u| &*t.users[u].name),
+            dialed = &*d.dialed,
+            e164 = d.e164.as_deref(),
+            call = d.call.as_str(),
+            decision = d.verdict.as_str(),
+            stage,
+            rule,
+            next_hop = policy.next_hop(d).map(tracing::field::display),
             "call screened"
         );
     }
