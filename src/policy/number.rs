@@ -21,19 +21,19 @@ use std::sync::{Arc, OnceLock};
 use phonenumber::metadata::DATABASE;
 use regex::Regex;
 
-/// Cleans a dialed string as SPEC §3.1 says: URI parameters inside the user part (RFC 4694
-/// `;npdi`, `;rn=`...) are set aside, `%XX` escapes are decoded, and visual separators
-/// (`-`, `.`, `(`, `)`, space) are removed. Letters are kept: they must still meet catch-all
-/// patterns.
+/// The user part of a URI as it was meant: URI parameters inside it (RFC 4694 `;npdi`,
+/// `;rn=`...) set aside and `%XX` escapes decoded. This is how callers and forwarders are
+/// named; dialed numbers are cleaned further by [`clean_dialed`].
+pub fn uri_user(raw: &str) -> Cow<'_, str> {
+    percent_decode(raw.split(';').next().unwrap_or_default())
+}
+
+/// Cleans a dialed string as SPEC §3.1 says: [`uri_user`], then visual separators (`-`, `.`,
+/// `(`, `)`, space) removed. Letters are kept: they must still meet catch-all patterns.
 pub fn clean_dialed(raw: &str) -> Cow<'_, str> {
-    let user = raw.split(';').next().unwrap_or_default();
-    let decoded = percent_decode(user);
+    let decoded = uri_user(raw);
     if !decoded.bytes().any(is_separator) {
-        return if user.len() == raw.len() {
-            decoded
-        } else {
-            Cow::Owned(decoded.into_owned())
-        };
+        return decoded;
     }
     Cow::Owned(
         decoded

@@ -23,8 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::policy::number;
 use crate::policy::target::{Target, Transport};
-use crate::policy::{Call, Decision, Verdict};
+use crate::policy::{Call, CallKind, Decision, TenantId, Verdict};
+use crate::sip::forwarding;
 use crate::sip::header::{parse_contacts, parse_max_forwards, Via};
 use crate::sip::uri::{Scheme, Uri};
 use crate::sip::{HeaderName, Message, Method, ReplyLines};
@@ -54,6 +56,20 @@ impl From<Target> for Peer {
 pub struct Transmit {
     pub to: Peer,
     pub bytes: Vec<u8>,
+}
+
+/// Following a user's phone's own forward (3xx) with that user's rights (SPEC §4.7).
+#[derive(Debug)]
+pub struct Recursion {
+    tenant: TenantId,
+    /// The caller, as screening saw them.
+    caller: String,
+    /// The called user (their extension), whose rights the forward targets get.
+    called: String,
+    /// Allowed targets not tried yet: where to send, and the Request-URI.
+    targets: VecDeque<(Target, String)>,
+    /// Whether a 3xx was followed (then failures move on to the next target).
+    active: bool,
 }
 
 /// Our branch parameters start with this, after the magic cookie.
@@ -298,39 +314,39 @@ impl Proxy {
         // Where does it go? Screening reads the request before the transaction keeps it.
         let invite = method == Method::Invite;
         let screened = if in_dialog {
-            Screened::Forward(self.in_dialog_destination(&msg))
+            Screened::Forward(self.in_dialog_destination(&msg), None)
         } else if invite {
             let screened = self.screen(&msg, from);
-            if let Screened::Forward(dest) = screened {
-                self.remember_dialog(now, msg.call_id(), dest);
+            if let Screened::Forward(dest, _) = &screened {
+                self.remember_dialog(now, msg.call_id(), *dest);
             }
             screened
         } else {
-            Screened::Forward(self.default_destination(&msg, from))
+            Screened::Forward(self.default_destination(&msg, from), None)
         };
         let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
-        let next = match screened {
-            Screened::Forward(dest) => {
+        let (next, recursion) = match screened {
+            Screened::Forward(dest, recursion) => {
                 let record_route = invite && !in_dialog && self.config.server.record_route;
-                Ok((
-                    dest,
-                    self.forward_bytes(
-                        &msg,
-                        from,
-                        dest.into(),
-                        &branch,
-                        record_route,
-                        max_forwards,
-                    ),
-                ))
+                let bytes = self.forward_bytes(
+                    &msg,
+                    from,
+                    dest.into(),
+                    &branch,
+                    record_route,
+                    max_forwards,
+                );
+                (Ok((dest, bytes)), recursion)
             }
-            Screened::Reject(code, reason, extra) => Err((code, reason, extra)),
+            Screened::Reject(code, reason, extra) => (Err((code, reason, extra)), None),
         };
 
         // A server transaction from here on.
         let sid = self.id();
         let trying = invite.then(|| build_response(&msg, 100, "Trying", &[]));
-        let st = ServerTx::new(key.clone(), invite, resp_peer, from.transport, msg, branch);
+        let mut st = ServerTx::new(key.clone(), invite, resp_peer, from.transport, msg, branch);
+        st.recursion = recursion;
+        st.from = Some(from);
         self.servers.insert(sid, st);
         self.server_index.insert(key, sid);
         if let Some(trying) = trying {
@@ -374,20 +390,41 @@ impl Proxy {
         let caller = pai_user
             .or_else(|| from_uri.as_ref().and_then(|u| u.user))
             .unwrap_or("");
-        let caller = caller.split(';').next().unwrap_or(caller);
-        let caller = crate::policy::number::clean_dialed(caller);
+        let caller = number::uri_user(caller);
+        // Diversion / History-Info change whose rights apply only from a trusted peer
+        // (SPEC §4.7): a phone must not borrow its boss's rights.
+        let forwarder = forwarding::forwarder(msg);
+        if let (Some(f), false) = (&forwarder, trusted) {
+            tracing::info!(call_id = msg.call_id(), source = %from.addr, forwarder = f.user, "forwarding headers from an untrusted peer ignored for rights");
+        }
+        let forwarded_by = forwarder
+            .filter(|_| trusted)
+            .map(|f| number::uri_user(f.user));
         let dialed = ruri.as_ref().and_then(|u| u.user).unwrap_or("");
         let call = Call {
             tenant,
             caller: &caller,
             dialed,
-            forwarded_by: None,
+            forwarded_by: forwarded_by.as_deref(),
         };
         let decision = policy.decide(&call);
         self.log_decision(msg, from, &decision);
         match decision.verdict {
             Verdict::Allow => match policy.next_hop(&decision) {
-                Some(hop) => Screened::Forward(hop),
+                Some(hop) => {
+                    let called = (decision.call == CallKind::Internal)
+                        .then(|| policy.tenants[tenant].user_by_id(&decision.dialed))
+                        .flatten()
+                        .map(|_| decision.dialed.to_string());
+                    let recursion = called.map(|called| Recursion {
+                        tenant,
+                        caller: caller.to_string(),
+                        called,
+                        targets: VecDeque::new(),
+                        active: false,
+                    });
+                    Screened::Forward(hop, recursion)
+                }
                 None => Screened::Reject(403, "Forbidden", self.reason_header()),
             },
             // The PIN flow is not on the wire yet: a challenge is rejected like a deny.
@@ -657,11 +694,15 @@ impl Proxy {
             return;
         };
         self.reply_stateless(msg, resp_peer, 200, "OK", &[]);
-        let Some(st) = self.servers.get(&sid) else {
+        let Some(st) = self.servers.get_mut(&sid) else {
             return;
         };
         if st.state != ServerState::Proceeding {
             return;
+        }
+        // A caller who hangs up is not forwarded anywhere else.
+        if let Some(rec) = st.recursion.as_mut() {
+            rec.targets.clear();
         }
         match st.client {
             Some(cid) => self.cancel_client(now, cid),
@@ -759,11 +800,114 @@ impl Proxy {
             return;
         }
         let Some(sid) = server else { return };
+        if method == Method::Invite && code >= 300 && self.recurse(now, sid, &msg, code) {
+            return;
+        }
         let bytes = strip_top_via(&msg);
         self.send_server_response(now, sid, code, bytes);
         if (200..300).contains(&code) && method == Method::Bye {
             self.dialogs.remove(msg.call_id());
         }
+    }
+
+    /// A non-2xx final for an INVITE to a user's phone: on a 3xx, check each Contact against
+    /// that user's rights and try the allowed ones in q order (§16.5, §16.7 item 4; SPEC §4.7);
+    /// on a failure while recursing, try the next one. Returns whether the response was taken
+    /// care of here (else it is relayed upstream).
+    fn recurse(&mut self, now: Instant, sid: u64, msg: &Message, code: u16) -> bool {
+        let Some(st) = self.servers.get(&sid) else {
+            return false;
+        };
+        let Some(rec) = &st.recursion else {
+            return false;
+        };
+        if (300..400).contains(&code) && !rec.active {
+            let mut contacts: Vec<(f32, String)> = msg
+                .header_values(HeaderName::Contact)
+                .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
+                .map(|na| {
+                    let q = na
+                        .param("q")
+                        .flatten()
+                        .and_then(|q| q.parse().ok())
+                        .unwrap_or(1.0);
+                    (q, na.uri.to_owned())
+                })
+                .collect();
+            // Highest q first; equal q keep their order (RFC 3261 §16.6).
+            contacts.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+            let policy = &self.config.policy;
+            let mut targets = VecDeque::new();
+            for (_, uri) in contacts {
+                let Some(user) = Uri::parse(&uri).ok().and_then(|u| u.user) else {
+                    continue;
+                };
+                let call = Call {
+                    tenant: rec.tenant,
+                    caller: &rec.caller,
+                    dialed: user,
+                    forwarded_by: Some(&rec.called),
+                };
+                let decision = policy.decide(&call);
+                self.log_decision(&st.request, st.from.unwrap_or(st.peer), &decision);
+                if let Some(hop) = policy.next_hop(&decision) {
+                    targets.push_back((hop, uri));
+                }
+            }
+            let Some(rec) = self
+                .servers
+                .get_mut(&sid)
+                .and_then(|s| s.recursion.as_mut())
+            else {
+                return false;
+            };
+            rec.active = true;
+            rec.targets = targets;
+            if rec.targets.is_empty() {
+                // Every target is denied to the forwarding user: the caller gets 403.
+                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
+                self.send_server_response(now, sid, 403, resp);
+                return true;
+            }
+        } else if !rec.active {
+            return false;
+        }
+        // Try the next allowed target, if the caller has not given up.
+        let cancelled = self
+            .servers
+            .get(&sid)
+            .is_none_or(|st| st.state != ServerState::Proceeding);
+        let next = self
+            .servers
+            .get_mut(&sid)
+            .and_then(|s| s.recursion.as_mut())
+            .and_then(|r| r.targets.pop_front());
+        let Some((hop, uri)) = next.filter(|_| !cancelled) else {
+            return false;
+        };
+        let id = self.id();
+        let st = &self.servers[&sid];
+        let (from, request) = (st.from.unwrap_or(st.peer), &st.request);
+        let max_forwards = request
+            .header_str(HeaderName::MaxForwards)
+            .and_then(|v| parse_max_forwards(v).ok());
+        let branch = format!("{BRANCH_PREFIX}{:016x}.{id:x}", loop_hash(request));
+        let mut bytes = self.forward_bytes(
+            request,
+            from,
+            hop.into(),
+            &branch,
+            self.config.server.record_route,
+            max_forwards,
+        );
+        if let Some(range) = request.request_uri_range() {
+            bytes = splice_request_uri(&bytes, range, &uri);
+        }
+        if let Some(st) = self.servers.get_mut(&sid) {
+            st.branch = branch;
+        }
+        self.start_client(now, sid, hop.into(), bytes, true);
+        true
     }
 
     /// Sends a response through a server transaction and moves it on (§17.2.1, RFC 6026).
@@ -946,7 +1090,9 @@ impl Proxy {
 
 /// What screening made of an INVITE.
 enum Screened {
-    Forward(Target),
+    /// Forward there; with a recursion context when the call goes to a user's phone, whose
+    /// own forward (3xx) sipscreen follows with that user's rights (SPEC §4.7).
+    Forward(Target, Option<Recursion>),
     Reject(u16, &'static str, Vec<(&'static str, String)>),
 }
 
@@ -987,6 +1133,15 @@ fn rport_end(msg: &Message, via: &Via<'_>) -> Option<usize> {
         search = end;
     }
     None
+}
+
+/// A forwarded request with its Request-URI replaced (`range` is where it was in the
+/// original, which the forwarded copy keeps at the same place: edits only come after the
+/// start line).
+fn splice_request_uri(forwarded: &[u8], range: std::ops::Range<usize>, uri: &str) -> Vec<u8> {
+    let mut s = Splice::default();
+    s.replace(range, uri.as_bytes());
+    s.apply(forwarded)
 }
 
 /// The response's copy without its top Via value (ours).

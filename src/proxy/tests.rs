@@ -494,3 +494,132 @@ fn shutting_down_refuses_new_calls_but_finishes_old_ones() {
     w.recv(UAS, &answer(&fwd, 200, "OK", "b"));
     assert_eq!(w.sent().len(), 1);
 }
+
+#[test]
+fn diversion_from_a_trusted_pbx_applies_the_forwarders_rights() {
+    let mut w = World::new();
+    let div = "Diversion: <sip:1001@pbx.example.com>;reason=unconditional;counter=1\r\n";
+    // From the trusted PBX: alice forwarded the call, her rights deny premium numbers.
+    let from_pbx = invite("905123456", "+34911111111", "z9hG4bK-21", div)
+        .replace("127.0.0.1:5061", "127.0.0.9:5060");
+    w.recv("127.0.0.9:5060", &from_pbx);
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [100, 403],
+        "{out:#?}"
+    );
+    // The same Diversion from a phone is ignored for rights: the unknown caller is allowed.
+    w.recv(UAC, &invite("905123456", "+34911111111", "z9hG4bK-22", div));
+    let out = w.sent();
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")),
+        "{out:#?}"
+    );
+}
+
+/// boss calls alice (1001); alice's phone answers `contacts` with a 302.
+fn forwarded_by_alices_phone(w: &mut World, branch: &str, contacts: &str) -> String {
+    w.recv(UAC, &invite("1001", "boss", branch, ""));
+    let fwd = w.sent().pop().unwrap().1;
+    let moved = answer(&fwd, 302, "Moved Temporarily", "p1").replace(
+        "Content-Length: 0",
+        &format!("Contact: {contacts}\r\nContent-Length: 0"),
+    );
+    w.recv(UAS, &moved);
+    fwd
+}
+
+#[test]
+fn a_302_is_followed_with_the_forwarding_users_rights() {
+    let mut w = World::new();
+    forwarded_by_alices_phone(
+        &mut w,
+        "z9hG4bK-23",
+        "<sip:905123456@127.0.0.1:5070>, <sip:612345678@127.0.0.1:5070>;q=0.5",
+    );
+    let out = w.sent();
+    // The 302 is acknowledged downstream and not relayed; the premium number is denied to
+    // alice and skipped; the mobile is tried.
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("ACK ")),
+        "{out:#?}"
+    );
+    assert!(!out.iter().any(|(to, _)| to.to_string() == UAC), "{out:#?}");
+    let retry = out
+        .iter()
+        .find(|(_, m)| m.starts_with("INVITE "))
+        .expect("a new INVITE");
+    assert!(
+        retry
+            .1
+            .starts_with("INVITE sip:612345678@127.0.0.1:5070 SIP/2.0\r\n"),
+        "{}",
+        retry.1
+    );
+    // The callee answers: the caller gets the 200 as usual.
+    w.recv(UAS, &answer(&retry.1, 200, "OK", "m1"));
+    let out = w.sent();
+    assert_eq!(
+        out.iter()
+            .map(|(to, m)| (to.to_string(), status(m)))
+            .collect::<Vec<_>>(),
+        [(UAC.to_owned(), 200)]
+    );
+}
+
+#[test]
+fn a_302_to_denied_targets_only_gives_403() {
+    let mut w = World::new();
+    forwarded_by_alices_phone(
+        &mut w,
+        "z9hG4bK-24",
+        "<sip:905123456@127.0.0.1:5070>, <sip:907000000@127.0.0.1:5070>",
+    );
+    let out = w.sent();
+    let up: Vec<u16> = out
+        .iter()
+        .filter(|(to, _)| to.to_string() == UAC)
+        .map(|(_, m)| status(m))
+        .collect();
+    assert_eq!(up, [403], "{out:#?}");
+    assert!(
+        !out.iter().any(|(_, m)| m.starts_with("INVITE ")),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn a_failed_forward_target_moves_to_the_next_then_relays_the_last_failure() {
+    let mut w = World::new();
+    forwarded_by_alices_phone(
+        &mut w,
+        "z9hG4bK-25",
+        "<sip:612345678@127.0.0.1:5070>;q=0.9, <sip:622222222@127.0.0.1:5070>;q=0.1",
+    );
+    let first = w
+        .sent()
+        .into_iter()
+        .find(|(_, m)| m.starts_with("INVITE "))
+        .unwrap()
+        .1;
+    assert!(first.starts_with("INVITE sip:612345678@"));
+    w.recv(UAS, &answer(&first, 486, "Busy Here", "x1"));
+    let second = w
+        .sent()
+        .into_iter()
+        .find(|(_, m)| m.starts_with("INVITE "))
+        .unwrap()
+        .1;
+    assert!(second.starts_with("INVITE sip:622222222@"), "{second}");
+    w.recv(UAS, &answer(&second, 480, "Temporarily Unavailable", "x2"));
+    let up: Vec<u16> = w
+        .sent()
+        .iter()
+        .filter(|(to, _)| to.to_string() == UAC)
+        .map(|(_, m)| status(m))
+        .collect();
+    assert_eq!(up, [480]);
+}

@@ -85,6 +85,10 @@ pub struct ServerTx {
     pub client: Option<u64>,
     /// The branch of our Via on the forwarded request.
     pub branch: String,
+    /// Where the request came from (the response destination may differ, RFC 3581).
+    pub from: Option<Peer>,
+    /// Set for INVITEs to a user's phone: how to follow its 3xx.
+    pub recursion: Option<super::Recursion>,
     g_interval: Duration,
     g_next: Option<Instant>,
 }
@@ -112,6 +116,8 @@ impl ServerTx {
             last_response: None,
             client: None,
             branch,
+            from: None,
+            recursion: None,
             g_interval: T1,
             g_next: None,
         }

@@ -10,6 +10,7 @@
 //! [`frame`] finds where a message ends in a stream (Content-Length framing, RFC 3261
 //! §18.3), telling "need more bytes" from "this can never be a message", as TCP needs.
 
+pub mod forwarding;
 pub mod header;
 pub mod message;
 pub mod uri;

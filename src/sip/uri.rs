@@ -88,6 +88,14 @@ impl<'a> Uri<'a> {
         self.headers.is_some()
     }
 
+    /// A header carried in the URI (`?Reason=SIP%3Bcause%3D302`), still escaped.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers?.split('&').find_map(|h| {
+            let (n, v) = h.split_once('=')?;
+            n.eq_ignore_ascii_case(name).then_some(v)
+        })
+    }
+
     /// A URI parameter's value (`Some("")` for a parameter without value).
     pub fn param(&self, name: &str) -> Option<&'a str> {
         self.params.split(';').find_map(|p| {
