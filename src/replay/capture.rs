@@ -36,12 +36,8 @@ use thiserror::Error;
 
 use super::tcp::{Segment, Streams};
 
-/// The transport protocol a payload came over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
+/// The transport protocol a payload came over: the proxy's own notion of it.
+pub use crate::policy::target::Transport;
 
 /// What a socket would have delivered: one UDP datagram, or a run of TCP stream bytes.
 ///
