@@ -33,6 +33,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Replay the SIP messages of a capture through the decision path: one line per new call.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// A pcap or pcapng file.
+        capture: PathBuf,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Expected decisions (JSON lines with call_id and the keys to compare); exit 1 on
+        /// any difference.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+    },
     /// Decide one call without any network and explain the decision.
     Check {
         #[arg(long)]
@@ -65,6 +79,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run(&config),
+        Command::Replay {
+            config,
+            capture,
+            json,
+            expect,
+        } => replay(&config, &capture, json, expect.as_deref()),
         Command::Validate { config } => match Config::load(&config) {
             Ok(c) => {
                 for w in &c.warnings {
@@ -198,6 +218,94 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("sipscreen: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sipscreen replay`: exit 0 (or 1 when `--expect` finds a difference), 2 for a bad
+/// configuration, an unreadable capture or an unreadable expectations file.
+fn replay(
+    config: &std::path::Path,
+    capture: &std::path::Path,
+    json: bool,
+    expect: Option<&std::path::Path>,
+) -> ExitCode {
+    use sipscreen::replay;
+    let config = match Config::load(config) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let capture = match replay::Capture::read(capture) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sipscreen replay: {e}");
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let (messages, broken) = replay::sip_messages(&capture, config.limits.max_message_size);
+    if capture.skipped() > 0 || broken > 0 {
+        eprintln!(
+            "sipscreen replay: {} packet(s) skipped, {broken} stream byte(s) not framed",
+            capture.skipped()
+        );
+    }
+    let calls = replay::replay(config.clone(), &messages);
+    let objects: Vec<_> = calls
+        .iter()
+        .map(|c| replay::call_json(&config, c))
+        .collect();
+    for (call, obj) in calls.iter().zip(&objects) {
+        if json {
+            println!("{}", serde_json::Value::Object(obj.clone()));
+        } else {
+            let field = |k: &str| {
+                obj.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("-")
+                    .to_owned()
+            };
+            println!(
+                "{} {} {} {} {} {} → {}: {}",
+                field("time"),
+                field("source"),
+                call.call_id,
+                field("call"),
+                field("identity"),
+                field("dialed"),
+                field("decision"),
+                field("reason")
+            );
+        }
+    }
+    let Some(path) = expect else {
+        return ExitCode::SUCCESS;
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sipscreen replay: cannot read {}: {e}", path.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    match replay::compare(&objects, &text) {
+        Ok(diffs) if diffs.is_empty() => ExitCode::SUCCESS,
+        Ok(diffs) => {
+            for d in &diffs {
+                eprintln!("difference: {d}");
+            }
+            eprintln!(
+                "sipscreen replay: {} difference(s) with {}",
+                diffs.len(),
+                path.display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("sipscreen replay: {}: {e}", path.display());
+            ExitCode::from(BAD_INPUT)
         }
     }
 }

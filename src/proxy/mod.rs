@@ -94,6 +94,17 @@ pub struct Proxy {
     dialog_order: VecDeque<(Instant, Box<str>)>,
     next_id: u64,
     accepting: bool,
+    /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
+    screenings: Option<VecDeque<Screening>>,
+}
+
+/// One screened out-of-dialog INVITE: what was decided, about which call, when, from whom.
+#[derive(Debug, Clone)]
+pub struct Screening {
+    pub call_id: Box<str>,
+    pub at: Instant,
+    pub source: Peer,
+    pub decision: Decision,
 }
 
 impl Proxy {
@@ -110,6 +121,7 @@ impl Proxy {
             dialog_order: VecDeque::new(),
             next_id: 1,
             accepting: true,
+            screenings: None,
         }
     }
 
@@ -121,6 +133,17 @@ impl Proxy {
     /// The next thing to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.outbox.pop_front()
+    }
+
+    /// Keeps every screening decision for [`Proxy::poll_screening`] (the live proxy only logs
+    /// them).
+    pub fn record_screenings(&mut self) {
+        self.screenings.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next recorded screening decision.
+    pub fn poll_screening(&mut self) -> Option<Screening> {
+        self.screenings.as_mut()?.pop_front()
     }
 
     /// When [`Proxy::handle_timeout`] should be called next.
@@ -316,7 +339,7 @@ impl Proxy {
         let screened = if in_dialog {
             Screened::Forward(self.in_dialog_destination(&msg), None)
         } else if invite {
-            let screened = self.screen(&msg, from);
+            let screened = self.screen(now, &msg, from);
             if let Screened::Forward(dest, _) = &screened {
                 self.remember_dialog(now, msg.call_id(), *dest);
             }
@@ -362,8 +385,8 @@ impl Proxy {
     }
 
     /// Screens an out-of-dialog INVITE (SPEC §4): one decision, one log event.
-    fn screen(&self, msg: &Message, from: Peer) -> Screened {
-        let config = &self.config;
+    fn screen(&mut self, now: Instant, msg: &Message, from: Peer) -> Screened {
+        let config = self.config.clone();
         let policy = &config.policy;
         let ruri = msg.request_uri().and_then(|u| Uri::parse(u).ok());
         let from_uri = msg.from().and_then(|f| Uri::parse(f.uri).ok());
@@ -409,6 +432,14 @@ impl Proxy {
         };
         let decision = policy.decide(&call);
         self.log_decision(msg, from, &decision);
+        if let Some(list) = self.screenings.as_mut() {
+            list.push_back(Screening {
+                call_id: msg.call_id().into(),
+                at: now,
+                source: from,
+                decision: decision.clone(),
+            });
+        }
         match decision.verdict {
             Verdict::Allow => match policy.next_hop(&decision) {
                 Some(hop) => {
