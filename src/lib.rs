@@ -23,6 +23,7 @@
 //! Call ACL → call-permission tiers → verdict (`allow`, `deny`, `challenge`) and next hop.
 
 pub mod config;
+pub mod media;
 pub mod policy;
 pub mod proxy;
 pub mod replay;

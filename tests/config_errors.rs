@@ -649,7 +649,17 @@ fn pin_prompt_file_that_does_not_exist() {
 #[test]
 fn pin_prompt_file_is_taken_from_the_config_folder() {
     let dir = TempDir::new("prompt");
-    std::fs::write(dir.path().join("prompt.wav"), b"RIFF").unwrap();
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(dir.path().join("prompt.wav"), spec).unwrap();
+    for i in 0..800 {
+        wav.write_sample((i % 50) as i16 * 100).unwrap();
+    }
+    wav.finalize().unwrap();
     let text = format!("[pin]\nprompt = \"prompt.wav\"\n\n{}", base());
     let path = dir.write("sipscreen.toml", &text);
     if let Err(e) = Config::load(&path) {

@@ -10,7 +10,8 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::raw::*;
-use super::{Config, ConfigError, ConfigErrors, Limits, Lockout, PinSettings, Prompt, Server};
+use super::{Config, ConfigError, ConfigErrors, Limits, Lockout, PinSettings, Server};
+use crate::media::prompt::Prompt;
 use crate::policy::acl::{
     AclPattern, AclPatterns, AclRegex, AclRule, Action, CallAcl, Matcher, Origin,
 };
@@ -755,6 +756,7 @@ fn check_pin(
         first_digit_timeout_s: None,
         inter_digit_timeout_s: None,
         prompt: None,
+        rtp_ports: None,
         dial_prefix: None,
         lockout: None,
     };
@@ -774,11 +776,16 @@ fn check_pin(
     let first = ck.positive(&raw.first_digit_timeout_s, 10, "first_digit_timeout_s", c);
     let inter = ck.positive(&raw.inter_digit_timeout_s, 5, "inter_digit_timeout_s", c);
     let prompt = match &raw.prompt {
-        None => Prompt::Tone,
-        Some(s) if s.get_ref() == "tone" => Prompt::Tone,
+        None => Prompt::tone(),
+        Some(s) if s.get_ref() == "tone" => Prompt::tone(),
         Some(s) => {
             let path = base.join(s.get_ref());
-            if !path.is_file() {
+            if path.is_file() {
+                Prompt::load(&path).unwrap_or_else(|e| {
+                    ck.error(Some(&s.span()), c, format!("`prompt`: {e}"));
+                    Prompt::tone()
+                })
+            } else {
                 ck.error(
                     Some(&s.span()),
                     c,
@@ -787,8 +794,30 @@ fn check_pin(
                         path.display()
                     ),
                 );
+                Prompt::tone()
             }
-            Prompt::Wav(path)
+        }
+    };
+    let rtp_ports = match &raw.rtp_ports {
+        None => (40000, 40999),
+        Some(r) => {
+            let parsed = r.get_ref().split_once('-').and_then(|(a, b)| {
+                Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+            });
+            match parsed {
+                Some((lo, hi)) if lo > 0 && lo <= hi => (lo, hi),
+                _ => {
+                    ck.error(
+                        Some(&r.span()),
+                        c,
+                        format!(
+                            "`rtp_ports` must be a range LOW-HIGH of UDP ports, not `{}`",
+                            r.get_ref()
+                        ),
+                    );
+                    (40000, 40999)
+                }
+            }
         }
     };
     let dial_prefix = raw.dial_prefix.as_ref().and_then(|d| {
@@ -829,6 +858,7 @@ fn check_pin(
         first_digit_timeout: secs(first),
         inter_digit_timeout: secs(inter),
         prompt,
+        rtp_ports,
         dial_prefix,
         lockout,
     })

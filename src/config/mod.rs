@@ -10,7 +10,7 @@ pub mod raw;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -46,15 +46,6 @@ impl Server {
     }
 }
 
-/// What the caller hears while entering a PIN.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Prompt {
-    /// The built-in tone.
-    Tone,
-    /// An 8 kHz mono WAV file.
-    Wav(PathBuf),
-}
-
 /// `[pin]`.
 #[derive(Debug, Clone)]
 pub struct PinSettings {
@@ -62,7 +53,10 @@ pub struct PinSettings {
     pub max_digits: u32,
     pub first_digit_timeout: Duration,
     pub inter_digit_timeout: Duration,
-    pub prompt: Prompt,
+    /// What the caller hears: the built-in tone or a WAV file, loaded and checked.
+    pub prompt: crate::media::prompt::Prompt,
+    /// The UDP ports the PIN prompt's RTP may use (inclusive).
+    pub rtp_ports: (u16, u16),
     pub dial_prefix: Option<String>,
     pub lockout: Lockout,
 }

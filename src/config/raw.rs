@@ -38,6 +38,7 @@ pub struct RawPin {
     pub first_digit_timeout_s: Option<Spanned<i64>>,
     pub inter_digit_timeout_s: Option<Spanned<i64>>,
     pub prompt: Option<Str>,
+    pub rtp_ports: Option<Str>,
     pub dial_prefix: Option<Str>,
     pub lockout: Option<Spanned<RawLockout>>,
 }

@@ -14,6 +14,7 @@
 //! transaction, which retransmits finals until they are acknowledged.
 
 pub mod edit;
+pub mod pin;
 mod transaction;
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -23,9 +24,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::media;
 use crate::policy::number;
 use crate::policy::target::{Target, Transport};
-use crate::policy::{Call, CallKind, Decision, TenantId, Verdict};
+use crate::policy::{Call, CallKind, Decision, PinCheck, TenantId, UserId, Verdict};
 use crate::sip::forwarding;
 use crate::sip::header::{parse_contacts, parse_max_forwards, Via};
 use crate::sip::uri::{Scheme, Uri};
@@ -56,6 +58,27 @@ impl From<Target> for Peer {
 pub struct Transmit {
     pub to: Peer,
     pub bytes: Vec<u8>,
+    /// Send from this RTP port (PIN prompt media) instead of the SIP socket.
+    pub from_rtp: Option<u16>,
+}
+
+/// What the core needs from the I/O layer for media: RTP sockets opened and closed as PIN
+/// sessions start and end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind a UDP socket at this address and feed what it receives to
+    /// [`Proxy::handle_rtp`].
+    Open(SocketAddr),
+    /// Close the socket of this port.
+    Close(u16),
+}
+
+/// A call held while its caller enters a PIN, and where it goes once the PIN is right.
+#[derive(Debug)]
+struct Held {
+    session: pin::PinSession,
+    dest: Target,
+    forward: Vec<u8>,
 }
 
 /// Following a user's phone's own forward (3xx) with that user's rights (SPEC §4.7).
@@ -96,6 +119,13 @@ pub struct Proxy {
     accepting: bool,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
+    /// Calls held for a PIN, by session id; and the ways to find them.
+    held: HashMap<u64, Held>,
+    held_by_port: HashMap<u16, u64>,
+    held_by_server: HashMap<u64, u64>,
+    lockout: pin::Lockout,
+    ports: pin::Ports,
+    media: VecDeque<MediaCommand>,
 }
 
 /// One screened out-of-dialog INVITE: what was decided, about which call, when, from whom.
@@ -110,7 +140,7 @@ pub struct Screening {
 impl Proxy {
     pub fn new(config: Arc<Config>) -> Self {
         Self {
-            config,
+            config: config.clone(),
             servers: HashMap::new(),
             server_index: HashMap::new(),
             clients: HashMap::new(),
@@ -122,12 +152,23 @@ impl Proxy {
             next_id: 1,
             accepting: true,
             screenings: None,
+            held: HashMap::new(),
+            held_by_port: HashMap::new(),
+            held_by_server: HashMap::new(),
+            lockout: pin::Lockout::default(),
+            ports: pin::Ports::new(config.pin.rtp_ports),
+            media: VecDeque::new(),
         }
     }
 
     /// The configuration the core runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The next RTP socket to open or close.
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media.pop_front()
     }
 
     /// The next thing to send.
@@ -193,7 +234,11 @@ impl Proxy {
             tracing::warn!(to = %to.addr, "not sending to a broadcast, multicast or unspecified address");
             return;
         }
-        self.outbox.push_back(Transmit { to, bytes });
+        self.outbox.push_back(Transmit {
+            to,
+            bytes,
+            from_rtp: None,
+        });
     }
 
     /// One message from `from` (a UDP datagram, or one message framed off a TCP stream).
@@ -302,6 +347,17 @@ impl Proxy {
             self.handle_cancel(now, &msg, resp_peer);
             return;
         }
+        // DTMF by SIP INFO in the early dialog of a PIN prompt (SPEC §6).
+        if method == Method::Info {
+            let tag = msg.to().and_then(|t| t.tag());
+            let held = self.held.iter().find(|(_, h)| {
+                Some(h.session.tag.as_str()) == tag && &*h.session.call_id == msg.call_id()
+            });
+            if let Some((&id, _)) = held {
+                self.handle_info(now, id, &msg, resp_peer);
+                return;
+            }
+        }
 
         let in_dialog = msg.to().and_then(|t| t.tag()).is_some();
         if method == Method::Ack {
@@ -348,9 +404,9 @@ impl Proxy {
             Screened::Forward(self.default_destination(&msg, from), None)
         };
         let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
+        let record_route = invite && !in_dialog && self.config.server.record_route;
         let (next, recursion) = match screened {
             Screened::Forward(dest, recursion) => {
-                let record_route = invite && !in_dialog && self.config.server.record_route;
                 let bytes = self.forward_bytes(
                     &msg,
                     from,
@@ -359,9 +415,29 @@ impl Proxy {
                     record_route,
                     max_forwards,
                 );
-                (Ok((dest, bytes)), recursion)
+                (Next::Forward(dest, bytes), recursion)
             }
-            Screened::Reject(code, reason, extra) => (Err((code, reason, extra)), None),
+            Screened::Challenge {
+                hop,
+                recursion,
+                pin,
+                user,
+            } => {
+                let bytes =
+                    self.forward_bytes(&msg, from, hop.into(), &branch, record_route, max_forwards);
+                let offer = media::sdp::parse_offer(msg.body());
+                (
+                    Next::Hold {
+                        hop,
+                        bytes,
+                        pin,
+                        user,
+                        offer,
+                    },
+                    recursion,
+                )
+            }
+            Screened::Reject(code, reason, extra) => (Next::Reject(code, reason, extra), None),
         };
 
         // A server transaction from here on.
@@ -376,12 +452,204 @@ impl Proxy {
             self.send_server_response(now, sid, 100, trying);
         }
         match next {
-            Ok((dest, bytes)) => self.start_client(now, sid, dest.into(), bytes, invite),
-            Err((code, reason, extra)) => {
+            Next::Forward(dest, bytes) => self.start_client(now, sid, dest.into(), bytes, invite),
+            Next::Reject(code, reason, extra) => {
                 let resp = self.build_response(sid, code, reason, &extra);
                 self.send_server_response(now, sid, code, resp);
             }
+            Next::Hold {
+                hop,
+                bytes,
+                pin,
+                user,
+                offer,
+            } => self.hold(now, sid, from, hop, bytes, pin, user, offer),
         }
+    }
+
+    /// Holds a challenged call (SPEC §6 item 2): 183 with our SDP answer, the prompt as
+    /// early media, digits from RTP and INFO.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        from: Peer,
+        dest: Target,
+        forward: Vec<u8>,
+        pin: crate::policy::Pin,
+        user: Option<(TenantId, UserId)>,
+        offer: Result<media::sdp::Offer, media::sdp::OfferError>,
+    ) {
+        let offer = match offer {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::info!(error = %e, "PIN prompt impossible: no usable SDP offer");
+                let resp = self.build_response(
+                    sid,
+                    488,
+                    "Not Acceptable Here",
+                    &[("Warning", format!("304 sipscreen \"{e}\""))],
+                );
+                self.send_server_response(now, sid, 488, resp);
+                return;
+            }
+        };
+        let Some(port) = self.ports.take() else {
+            tracing::warn!("no RTP port free for a PIN prompt, 503");
+            let resp = self.build_response(sid, 503, "Service Unavailable", &[]);
+            self.send_server_response(now, sid, 503, resp);
+            return;
+        };
+        let local = SocketAddr::new(self.local_for(from).addr.ip(), port);
+        let id = self.id();
+        let Some(st) = self.servers.get(&sid) else {
+            return;
+        };
+        let tag = local_tag(&st.request);
+        let ssrc = (loop_hash(&st.request) as u32) ^ (id as u32);
+        let session = pin::PinSession::new(
+            now,
+            sid,
+            port,
+            local,
+            offer,
+            tag,
+            st.request.call_id(),
+            user,
+            pin,
+            &self.config.pin,
+            ssrc,
+        );
+        let sdp = session.answer();
+        let progress = build_response_with_body(
+            &st.request,
+            183,
+            "Session Progress",
+            &[],
+            "application/sdp",
+            sdp.as_bytes(),
+        );
+        self.schedule(session.deadline(), id, TimerKind::Media);
+        self.media.push_back(MediaCommand::Open(local));
+        self.held_by_port.insert(port, id);
+        self.held_by_server.insert(sid, id);
+        self.held.insert(
+            id,
+            Held {
+                session,
+                dest,
+                forward,
+            },
+        );
+        self.send_server_response(now, sid, 183, progress);
+        self.media_tick(now, id);
+    }
+
+    /// RTP for a PIN session's port.
+    pub fn handle_rtp(&mut self, now: Instant, port: u16, bytes: &[u8]) {
+        let Some(&id) = self.held_by_port.get(&port) else {
+            return;
+        };
+        let outcome = self
+            .held
+            .get_mut(&id)
+            .and_then(|h| h.session.on_rtp(now, bytes));
+        if let Some(outcome) = outcome {
+            self.pin_outcome(now, id, outcome);
+        }
+    }
+
+    /// The RTP socket of a session could not be opened: the call cannot be prompted (503).
+    pub fn handle_rtp_failure(&mut self, now: Instant, port: u16) {
+        let Some(&id) = self.held_by_port.get(&port) else {
+            return;
+        };
+        if let Some(h) = self.release(id) {
+            let sid = h.session.sid;
+            let resp = self.build_response(sid, 503, "Service Unavailable", &[]);
+            self.send_server_response(now, sid, 503, resp);
+        }
+    }
+
+    /// A SIP INFO in a PIN session's early dialog: 200, and its digit.
+    fn handle_info(&mut self, now: Instant, id: u64, msg: &Message, resp_peer: Peer) {
+        self.reply_stateless(msg, resp_peer, 200, "OK", &[]);
+        let ct = msg.header_str(HeaderName::ContentType).unwrap_or("");
+        let Some(digit) = media::dtmf::info_digit(ct, msg.body()) else {
+            return;
+        };
+        let outcome = self
+            .held
+            .get_mut(&id)
+            .and_then(|h| h.session.on_digit(now, digit));
+        if let Some(outcome) = outcome {
+            self.pin_outcome(now, id, outcome);
+        }
+    }
+
+    /// Sends the prompt frames due and judges a timed-out entry.
+    fn media_tick(&mut self, now: Instant, id: u64) {
+        let settings = &self.config.pin;
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        let remote = Peer {
+            transport: Transport::Udp,
+            addr: h.session.offer.remote,
+        };
+        let port = h.session.port;
+        let mut packets = Vec::new();
+        while let Some(p) = h.session.next_packet(now, settings) {
+            packets.push(p);
+        }
+        let outcome = h.session.on_timeout(now);
+        let next = h.session.deadline();
+        for bytes in packets {
+            self.outbox.push_back(Transmit {
+                to: remote,
+                bytes,
+                from_rtp: Some(port),
+            });
+        }
+        match outcome {
+            Some(o) => self.pin_outcome(now, id, o),
+            None => self.schedule(next, id, TimerKind::Media),
+        }
+    }
+
+    fn pin_outcome(&mut self, now: Instant, id: u64, outcome: pin::Outcome) {
+        let Some(h) = self.held.get(&id) else { return };
+        let (sid, user, call_id) = (h.session.sid, h.session.user, h.session.call_id.clone());
+        if outcome != pin::Outcome::Accepted {
+            if let Some(user) = user {
+                self.pin_failure(now, user, &call_id);
+            }
+        }
+        tracing::info!(call_id = &*call_id, outcome = ?outcome, "PIN entry");
+        match outcome {
+            pin::Outcome::Retry => self.media_tick(now, id),
+            pin::Outcome::Accepted => {
+                if let Some(h) = self.release(id) {
+                    self.start_client(now, sid, h.dest.into(), h.forward, true);
+                }
+            }
+            pin::Outcome::Rejected => {
+                self.release(id);
+                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
+                self.send_server_response(now, sid, 403, resp);
+            }
+        }
+    }
+
+    /// Ends a PIN session: its port goes back to the pool and its socket is closed.
+    fn release(&mut self, id: u64) -> Option<Held> {
+        let h = self.held.remove(&id)?;
+        self.held_by_port.remove(&h.session.port);
+        self.held_by_server.remove(&h.session.sid);
+        self.ports.give_back(h.session.port);
+        self.media.push_back(MediaCommand::Close(h.session.port));
+        Some(h)
     }
 
     /// Screens an out-of-dialog INVITE (SPEC §4): one decision, one log event.
@@ -430,7 +698,21 @@ impl Proxy {
             dialed,
             forwarded_by: forwarded_by.as_deref(),
         };
-        let decision = policy.decide(&call);
+        let mut decision = policy.decide(&call);
+        let user = decision.identity.map(|u| (decision.tenant, u));
+        // SPEC §6 item 3: a locked-out user's challenges are all refused, and a wrong PIN
+        // given with the dial prefix counts as a failure.
+        if let Some(user) = user {
+            let dial_prefix_pin = decision.pin.is_some();
+            if (dial_prefix_pin || matches!(decision.verdict, Verdict::Challenge(_)))
+                && self.lockout.is_locked(user, now)
+            {
+                tracing::info!(call_id = msg.call_id(), source = %from.addr, "PIN locked out for this user, challenge refused");
+                decision.verdict = Verdict::Deny;
+            } else if decision.pin == Some(PinCheck::Rejected) {
+                self.pin_failure(now, user, msg.call_id());
+            }
+        }
         self.log_decision(msg, from, &decision);
         if let Some(list) = self.screenings.as_mut() {
             list.push_back(Screening {
@@ -440,28 +722,48 @@ impl Proxy {
                 decision: decision.clone(),
             });
         }
+        // Where the call goes once allowed (for a challenge: once the PIN is right).
+        let unlocked = Decision {
+            verdict: Verdict::Allow,
+            ..decision.clone()
+        };
+        let Some(hop) = policy.next_hop(&unlocked) else {
+            return Screened::Reject(403, "Forbidden", self.reason_header());
+        };
+        let called = (decision.call == CallKind::Internal)
+            .then(|| policy.tenants[tenant].user_by_id(&decision.dialed))
+            .flatten()
+            .map(|_| decision.dialed.to_string());
+        let recursion = called.map(|called| Recursion {
+            tenant,
+            caller: caller.to_string(),
+            called,
+            targets: VecDeque::new(),
+            active: false,
+        });
         match decision.verdict {
-            Verdict::Allow => match policy.next_hop(&decision) {
-                Some(hop) => {
-                    let called = (decision.call == CallKind::Internal)
-                        .then(|| policy.tenants[tenant].user_by_id(&decision.dialed))
-                        .flatten()
-                        .map(|_| decision.dialed.to_string());
-                    let recursion = called.map(|called| Recursion {
-                        tenant,
-                        caller: caller.to_string(),
-                        called,
-                        targets: VecDeque::new(),
-                        active: false,
-                    });
-                    Screened::Forward(hop, recursion)
-                }
-                None => Screened::Reject(403, "Forbidden", self.reason_header()),
+            Verdict::Allow => Screened::Forward(hop, recursion),
+            Verdict::Deny => Screened::Reject(403, "Forbidden", self.reason_header()),
+            Verdict::Challenge(source) => Screened::Challenge {
+                hop,
+                recursion,
+                pin: policy.pin(tenant, source).clone(),
+                user,
             },
-            // The PIN flow is not on the wire yet: a challenge is rejected like a deny.
-            Verdict::Deny | Verdict::Challenge(_) => {
-                Screened::Reject(403, "Forbidden", self.reason_header())
-            }
+        }
+    }
+
+    /// A wrong PIN for `user`; the start of a lockout is logged once.
+    fn pin_failure(&mut self, now: Instant, user: (TenantId, UserId), call_id: &str) {
+        if self.lockout.fail(user, now, &self.config.pin.lockout) {
+            let t = &self.config.policy.tenants[user.0].spec;
+            tracing::warn!(
+                call_id,
+                tenant = &*t.name,
+                user = &*t.users[user.1].name,
+                lock_s = self.config.pin.lockout.lock.as_secs(),
+                "too many wrong PINs: user locked out"
+            );
         }
     }
 
@@ -738,6 +1040,10 @@ impl Proxy {
         match st.client {
             Some(cid) => self.cancel_client(now, cid),
             None => {
+                // A caller hanging up during the PIN prompt: the RTP port is freed.
+                if let Some(&id) = self.held_by_server.get(&sid) {
+                    self.release(id);
+                }
                 let resp = self.build_response(sid, 487, "Request Terminated", &[]);
                 self.send_server_response(now, sid, 487, resp);
             }
@@ -832,6 +1138,17 @@ impl Proxy {
         }
         let Some(sid) = server else { return };
         if method == Method::Invite && code >= 300 && self.recurse(now, sid, &msg, code) {
+            return;
+        }
+        // §16.7 item 3: with no Via left once ours is removed, the response was meant for us
+        // and is not forwarded; the caller still gets a final response of the same class.
+        if msg.vias().count() <= 1 {
+            tracing::warn!(source = %from.addr, code, "response carrying only our Via, not forwarded");
+            if code >= 200 {
+                let reason = msg.status_reason().to_owned();
+                let resp = self.build_response(sid, code, &reason, &[]);
+                self.send_server_response(now, sid, code, resp);
+            }
             return;
         }
         let bytes = strip_top_via(&msg);
@@ -1029,6 +1346,17 @@ impl Proxy {
     }
 
     fn fire(&mut self, now: Instant, at: Instant, id: u64, kind: TimerKind) {
+        if kind == TimerKind::Media {
+            // Stale entries (an earlier deadline since replaced) only cost a look.
+            if self
+                .held
+                .get(&id)
+                .is_some_and(|h| h.session.deadline() <= now)
+            {
+                self.media_tick(now, id);
+            }
+            return;
+        }
         if kind.is_server() {
             let Some(st) = self.servers.get_mut(&id) else {
                 return;
@@ -1119,11 +1447,31 @@ impl Proxy {
     }
 }
 
+/// What happens to a request once it is screened.
+enum Next {
+    Forward(Target, Vec<u8>),
+    Reject(u16, &'static str, Vec<(&'static str, String)>),
+    Hold {
+        hop: Target,
+        bytes: Vec<u8>,
+        pin: crate::policy::Pin,
+        user: Option<(TenantId, UserId)>,
+        offer: Result<media::sdp::Offer, media::sdp::OfferError>,
+    },
+}
+
 /// What screening made of an INVITE.
 enum Screened {
     /// Forward there; with a recursion context when the call goes to a user's phone, whose
     /// own forward (3xx) sipscreen follows with that user's rights (SPEC §4.7).
     Forward(Target, Option<Recursion>),
+    /// Hold the call and ask for `pin`; forward to `hop` once it is right.
+    Challenge {
+        hop: Target,
+        recursion: Option<Recursion>,
+        pin: crate::policy::Pin,
+        user: Option<(TenantId, UserId)>,
+    },
     Reject(u16, &'static str, Vec<(&'static str, String)>),
 }
 
@@ -1294,7 +1642,19 @@ fn local_tag(msg: &Message) -> String {
 
 /// A response to `req` (§8.2.6).
 pub fn build_response(req: &Message, code: u16, reason: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    build_response_with_body(req, code, reason, extra, "", b"")
+}
+
+/// A response to `req` with a body of `content_type` (none when the body is empty).
+fn build_response_with_body(
+    req: &Message,
+    code: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512 + body.len());
     out.extend_from_slice(format!("SIP/2.0 {code} {reason}\r\n").as_bytes());
     for h in req.headers() {
         let line = &req.bytes()[h.line.clone()];
@@ -1317,7 +1677,17 @@ pub fn build_response(req: &Message, code: u16, reason: &str, extra: &[(&str, &s
     for (name, value) in extra {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    out.extend_from_slice(b"Server: sipscreen\r\nContent-Length: 0\r\n\r\n");
+    if !body.is_empty() {
+        out.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "Server: sipscreen\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(body);
     out
 }
 

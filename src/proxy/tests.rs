@@ -14,6 +14,12 @@ next_hop = "udp:127.0.0.1:5070"
 trusted_peers = ["127.0.0.9/32"]
 reject_reason = "Q.850;cause=21"
 
+[pin]
+attempts = 3
+dial_prefix = "**"
+rtp_ports = "41000-41010"
+lockout = { failures = 4, window_s = 600, lock_s = 900 }
+
 [brand]
 name = "b"
 
@@ -33,6 +39,12 @@ country = "ES"
   name = "no-premium"
   extensions = ["_90[57]XXXXXX"]
   users = ["alice"]
+
+  [[tenant.call_permissions]]
+  name = "pin-intl"
+  extensions = ["_00X."]
+  password = "1234"
+  users = ["alice"]
 "#;
 
 const UAC: &str = "127.0.0.1:5061";
@@ -48,6 +60,8 @@ fn peer(addr: &str) -> Peer {
 struct World {
     proxy: Proxy,
     now: Instant,
+    /// RTP sent from PIN prompt ports, set aside by [`World::sent`].
+    rtp: Vec<Transmit>,
 }
 
 impl World {
@@ -56,6 +70,7 @@ impl World {
         Self {
             proxy: Proxy::new(Arc::new(config)),
             now: Instant::now(),
+            rtp: Vec::new(),
         }
     }
 
@@ -74,11 +89,18 @@ impl World {
         self.now = end;
     }
 
-    /// Everything sent since the last call, as (destination, text).
+    /// Every SIP message sent since the last call, as (destination, text); RTP from PIN
+    /// prompt ports is set aside in `rtp`.
     fn sent(&mut self) -> Vec<(SocketAddr, String)> {
-        std::iter::from_fn(|| self.proxy.poll_transmit())
-            .map(|t| (t.to.addr, String::from_utf8(t.bytes).unwrap()))
-            .collect()
+        let mut sip = Vec::new();
+        while let Some(t) = self.proxy.poll_transmit() {
+            if t.from_rtp.is_some() {
+                self.rtp.push(t);
+            } else {
+                sip.push((t.to.addr, String::from_utf8(t.bytes).unwrap()));
+            }
+        }
+        sip
     }
 }
 
@@ -622,4 +644,230 @@ fn a_failed_forward_target_moves_to_the_next_then_relays_the_last_failure() {
         .map(|(_, m)| status(m))
         .collect();
     assert_eq!(up, [480]);
+}
+
+const OFFER: &str = "v=0\r\no=u 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn invite_with_sdp(dialed: &str, branch: &str, sdp: &str) -> String {
+    invite(dialed, "alice", branch, "").replace(
+        "Content-Length: 4\r\n\r\nv=0\n",
+        &format!("Content-Length: {}\r\n\r\n{sdp}", sdp.len()),
+    )
+}
+
+/// The call is held: 100, then 183 with our SDP; returns our RTP port and the 183.
+fn held(w: &mut World, branch: &str) -> (u16, String) {
+    w.recv(UAC, &invite_with_sdp("0033612345678", branch, OFFER));
+    let out = w.sent();
+    let progress = out
+        .iter()
+        .find(|(_, m)| status(m) == 183)
+        .unwrap_or_else(|| panic!("{out:#?}"))
+        .1
+        .clone();
+    assert!(
+        progress.contains("Content-Type: application/sdp\r\n"),
+        "{progress}"
+    );
+    let port = progress
+        .split("m=audio ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        w.proxy.poll_media(),
+        Some(MediaCommand::Open(SocketAddr::new(
+            "127.0.0.1".parse().unwrap(),
+            port
+        )))
+    );
+    (port, progress)
+}
+
+fn event(digit: u8, ts: u32) -> Vec<u8> {
+    crate::media::rtp::write(false, 101, ts as u16, ts, 77, &[digit, 0x80 | 10, 0, 160])
+}
+
+#[test]
+fn pin_by_rtp_events_forwards_the_call() {
+    let mut w = World::new();
+    let (port, progress) = held(&mut w, "z9hG4bK-30");
+    assert!(
+        progress.contains("m=audio") && progress.contains(" 0 101\r\n"),
+        "{progress}"
+    );
+    // The prompt plays: RTP from our port to the caller's, 20 ms apart.
+    w.advance(Duration::from_millis(100));
+    w.sent();
+    let rtp = std::mem::take(&mut w.rtp);
+    assert_eq!(rtp.len(), 6, "frames at 0, 20, 40, 60, 80 and 100 ms");
+    assert!(rtp
+        .iter()
+        .all(|t| t.from_rtp == Some(port) && t.to.addr.port() == 6000));
+    for (i, d) in [1u8, 2, 3, 4, 11].into_iter().enumerate() {
+        for _ in 0..3 {
+            w.proxy
+                .handle_rtp(w.now, port, &event(d, 1000 + 800 * i as u32));
+        }
+    }
+    let out = w.sent();
+    let fwd = out
+        .iter()
+        .find(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE "))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert!(
+        fwd.1.starts_with("INVITE sip:0033612345678@"),
+        "the dialed number, not a PIN"
+    );
+    assert_eq!(
+        w.proxy.poll_media(),
+        Some(MediaCommand::Close(port)),
+        "the RTP port is released"
+    );
+    // The callee answers as usual.
+    w.recv(UAS, &answer(&fwd.1, 200, "OK", "callee"));
+    assert_eq!(
+        w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [200]
+    );
+}
+
+#[test]
+fn pin_by_sip_info_and_wrong_pins() {
+    let mut w = World::new();
+    let (_, progress) = held(&mut w, "z9hG4bK-31");
+    let tag = progress
+        .split("tag=")
+        .nth(2)
+        .unwrap()
+        .split('\r')
+        .next()
+        .unwrap()
+        .to_owned();
+    let info = |digit: &str, cseq: u32| {
+        format!("INFO sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-i{cseq}\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:0033612345678@127.0.0.1>;tag={tag}\r\nCall-ID: call-z9hG4bK-31\r\nCSeq: {cseq} INFO\r\nMax-Forwards: 70\r\nContent-Type: application/dtmf-relay\r\nContent-Length: {}\r\n\r\nSignal={digit}\r\nDuration=160\r\n", 22 + digit.len())
+    };
+    let mut cseq = 2;
+    for d in ["9", "9", "#"] {
+        w.recv(UAC, &info(d, cseq));
+        cseq += 1;
+    }
+    let out = w.sent();
+    assert!(
+        out.iter().filter(|(_, m)| status(m) == 200).count() == 3,
+        "each INFO answered 200: {out:#?}"
+    );
+    assert!(!out
+        .iter()
+        .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")));
+    for d in ["1", "2", "3", "4", "#"] {
+        w.recv(UAC, &info(d, cseq));
+        cseq += 1;
+    }
+    let out = w.sent();
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")),
+        "right PIN at the second attempt"
+    );
+}
+
+#[test]
+fn three_wrong_pins_give_403_and_cancel_gives_487() {
+    let mut w = World::new();
+    let (port, _) = held(&mut w, "z9hG4bK-32");
+    for attempt in 0..3u32 {
+        for (i, d) in [5u8, 11].into_iter().enumerate() {
+            w.proxy
+                .handle_rtp(w.now, port, &event(d, 10_000 * attempt + 1000 * i as u32));
+        }
+    }
+    let out = w.sent();
+    let up: Vec<u16> = out
+        .iter()
+        .filter(|(to, _)| to.to_string() == UAC)
+        .map(|(_, m)| status(m))
+        .collect();
+    assert_eq!(up.last(), Some(&403), "{up:?}");
+    assert_eq!(w.proxy.poll_media(), Some(MediaCommand::Close(port)));
+
+    let (port, _) = held(&mut w, "z9hG4bK-33");
+    let cancel = "CANCEL sip:0033612345678@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-33;rport\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:0033612345678@127.0.0.1>\r\nCall-ID: call-z9hG4bK-33\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n";
+    w.recv(UAC, cancel);
+    let codes: Vec<u16> = w.sent().iter().map(|(_, m)| status(m)).collect();
+    assert!(codes.contains(&200) && codes.contains(&487), "{codes:?}");
+    assert_eq!(w.proxy.poll_media(), Some(MediaCommand::Close(port)));
+}
+
+#[test]
+fn dial_prefix_pin_and_lockout() {
+    let mut w = World::new();
+    w.recv(
+        UAC,
+        &invite("**1234*0033612345678", "alice", "z9hG4bK-40", ""),
+    );
+    let out = w.sent();
+    let fwd = out
+        .iter()
+        .find(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE "))
+        .unwrap_or_else(|| panic!("{out:#?}"));
+    assert!(fwd.1.contains("0033612345678"), "{}", fwd.1);
+    // Wrong dial-prefix PINs count: the fourth failure locks alice out...
+    for i in 0..4 {
+        w.recv(
+            UAC,
+            &invite(
+                "**9999*0033612345678",
+                "alice",
+                &format!("z9hG4bK-4{}", i + 1),
+                "",
+            ),
+        );
+        assert_eq!(
+            w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+            [100, 403]
+        );
+    }
+    // ...and then even the right PIN is refused, without a prompt.
+    w.recv(
+        UAC,
+        &invite("**1234*0033612345678", "alice", "z9hG4bK-46", ""),
+    );
+    assert_eq!(
+        w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [100, 403]
+    );
+    w.recv(UAC, &invite_with_sdp("0033612345678", "z9hG4bK-47", OFFER));
+    assert_eq!(
+        w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [100, 403]
+    );
+    // Until the lock ends.
+    w.advance(Duration::from_secs(901));
+    w.sent();
+    w.recv(
+        UAC,
+        &invite("**1234*0033612345678", "alice", "z9hG4bK-48", ""),
+    );
+    assert!(w
+        .sent()
+        .iter()
+        .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")));
+}
+
+#[test]
+fn an_offer_without_g711_gets_488() {
+    let mut w = World::new();
+    let g729 = OFFER
+        .replace("RTP/AVP 0 101", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "");
+    w.recv(UAC, &invite_with_sdp("0033612345678", "z9hG4bK-50", &g729));
+    assert_eq!(
+        w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [100, 488]
+    );
 }

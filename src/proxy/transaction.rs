@@ -35,6 +35,8 @@ pub enum TimerKind {
     I,
     J,
     L,
+    /// A PIN session's next prompt frame or entry deadline (not a transaction timer).
+    Media,
 }
 
 impl TimerKind {

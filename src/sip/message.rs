@@ -529,6 +529,14 @@ impl Message {
         }
     }
 
+    /// The reason phrase of a response (empty for a request).
+    pub fn status_reason(&self) -> &str {
+        match &self.start {
+            StartLine::Response { reason, .. } => self.text(reason),
+            StartLine::Request { .. } => "",
+        }
+    }
+
     /// The Request-URI of a request.
     pub fn request_uri(&self) -> Option<&str> {
         match &self.start {

@@ -4,7 +4,8 @@
 //!
 //! One task drives the core: it receives [`Event`]s from the socket tasks, sleeps until the
 //! core's next timeout, and sends what the core asks for — UDP straight from the socket, TCP
-//! through the connection's writer task (connecting first when there is none). A malformed
+//! through the connection's writer task (connecting first when there is none), PIN prompt
+//! RTP from the session's own socket, opened and closed as the core says. A malformed
 //! message, a refused connection or a full queue is logged and never ends a listener.
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::policy::target::Transport;
-use crate::proxy::{Peer, Proxy, Transmit};
+use crate::proxy::{MediaCommand, Peer, Proxy, Transmit};
 use crate::sip::{frame, Framing};
 
 /// How long draining may take after SIGTERM before the proxy exits anyway.
@@ -34,6 +35,15 @@ const CONNECTION_QUEUE: usize = 1024;
 /// What the socket tasks tell the core task.
 #[derive(Debug)]
 enum Event {
+    /// RTP for a PIN prompt's port.
+    Rtp {
+        port: u16,
+        bytes: Vec<u8>,
+    },
+    /// A PIN prompt's RTP port could not be bound.
+    RtpBindFailed {
+        port: u16,
+    },
     Message {
         from: Peer,
         bytes: Vec<u8>,
@@ -102,6 +112,7 @@ pub async fn run(
         events: events_tx,
         config: config.clone(),
         connections,
+        rtp: HashMap::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut drain_until: Option<Instant> = None;
@@ -138,9 +149,7 @@ pub async fn run(
             _ = sleep => core.handle_timeout(Instant::now()),
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
         }
-        while let Some(t) = core.poll_transmit() {
-            out.send(t);
-        }
+        out.flush(&mut core);
     }
 }
 
@@ -153,9 +162,47 @@ struct Outbound {
     events: mpsc::Sender<Event>,
     config: Arc<Config>,
     connections: Arc<AtomicUsize>,
+    /// PIN prompt RTP sockets, by port, with their reader tasks.
+    rtp: HashMap<u16, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Outbound {
+    /// Carries out what the core asked for: RTP sockets, then messages.
+    fn flush(&mut self, core: &mut Proxy) {
+        while let Some(cmd) = core.poll_media() {
+            match cmd {
+                MediaCommand::Open(addr) => match std::net::UdpSocket::bind(addr).and_then(|s| {
+                    s.set_nonblocking(true)?;
+                    UdpSocket::from_std(s)
+                }) {
+                    Ok(socket) => {
+                        let socket = Arc::new(socket);
+                        let task = tokio::spawn(rtp_reader(
+                            socket.clone(),
+                            addr.port(),
+                            self.events.clone(),
+                        ));
+                        self.rtp.insert(addr.port(), (socket, task));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%addr, error = %e, "cannot open an RTP port");
+                        let _ = self
+                            .events
+                            .try_send(Event::RtpBindFailed { port: addr.port() });
+                    }
+                },
+                MediaCommand::Close(port) => {
+                    if let Some((_, task)) = self.rtp.remove(&port) {
+                        task.abort();
+                    }
+                }
+            }
+        }
+        while let Some(t) = core.poll_transmit() {
+            self.send(t);
+        }
+    }
+
     fn handle(&mut self, core: &mut Proxy, now: Instant, event: Event) {
         match event {
             Event::Message { from, bytes } => core.handle_message(now, from, &bytes),
@@ -172,13 +219,19 @@ impl Outbound {
                 self.connecting.remove(&to.addr);
                 core.handle_send_error(now, to);
             }
+            Event::Rtp { port, bytes } => core.handle_rtp(now, port, &bytes),
+            Event::RtpBindFailed { port } => core.handle_rtp_failure(now, port),
         }
-        while let Some(t) = core.poll_transmit() {
-            self.send(t);
-        }
+        self.flush(core);
     }
 
     fn send(&mut self, t: Transmit) {
+        if let Some(port) = t.from_rtp {
+            if let Some((socket, _)) = self.rtp.get(&port) {
+                let _ = socket.try_send_to(&t.bytes, t.to.addr);
+            }
+            return;
+        }
         match t.to.transport {
             Transport::Udp => {
                 let socket = self
@@ -245,6 +298,28 @@ async fn udp_reader(socket: Arc<UdpSocket>, events: mpsc::Sender<Event>, max_siz
             }
             // ICMP port unreachable and the like surface here on some systems: not fatal.
             Err(e) => tracing::debug!(error = %e, "UDP receive error"),
+        }
+    }
+}
+
+/// A PIN prompt's RTP socket: what the caller sends (DTMF events) goes to the core.
+async fn rtp_reader(socket: Arc<UdpSocket>, port: u16, events: mpsc::Sender<Event>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, _)) => {
+                if events
+                    .send(Event::Rtp {
+                        port,
+                        bytes: buf[..n].to_vec(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(port, error = %e, "RTP receive error"),
         }
     }
 }
