@@ -372,6 +372,13 @@ impl Policy {
         d
     }
 
+    /// The leading `<dial_prefix><pin>*` of a dialed string, when it has one: what the proxy
+    /// takes off the Request-URI before forwarding (SPEC §6 item 1).
+    pub fn dial_prefix_part<'d>(&self, dialed: &'d str) -> Option<&'d str> {
+        let (number, pin) = self.split_dial_prefix(dialed);
+        pin.map(|_| &dialed[..dialed.len() - number.len()])
+    }
+
     /// Splits `<dial_prefix><pin>*<number>` into the number and the PIN.
     fn split_dial_prefix<'d>(&self, dialed: &'d str) -> (&'d str, Option<&'d str>) {
         let parsed = self.dial_prefix.as_deref().and_then(|prefix| {

@@ -405,9 +405,19 @@ impl Proxy {
         };
         let branch = format!("{BRANCH_PREFIX}{loop_hash:016x}.{:x}", self.id());
         let record_route = invite && !in_dialog && self.config.server.record_route;
+        // A PIN given with the dial prefix never leaves sipscreen (SPEC §6 item 1).
+        let pin_part = (invite && !in_dialog)
+            .then(|| {
+                msg.request_uri()
+                    .and_then(|u| Uri::parse(u).ok())
+                    .and_then(|u| u.user)
+            })
+            .flatten()
+            .and_then(|user| self.config.policy.dial_prefix_part(user))
+            .map(str::to_owned);
         let (next, recursion) = match screened {
             Screened::Forward(dest, recursion) => {
-                let bytes = self.forward_bytes(
+                let mut bytes = self.forward_bytes(
                     &msg,
                     from,
                     dest.into(),
@@ -415,6 +425,9 @@ impl Proxy {
                     record_route,
                     max_forwards,
                 );
+                if let Some(part) = &pin_part {
+                    bytes = strip_dial_prefix(&bytes, part);
+                }
                 (Next::Forward(dest, bytes), recursion)
             }
             Screened::Challenge {
@@ -1520,6 +1533,32 @@ fn rport_end(msg: &Message, via: &Via<'_>) -> Option<usize> {
 fn splice_request_uri(forwarded: &[u8], range: std::ops::Range<usize>, uri: &str) -> Vec<u8> {
     let mut s = Splice::default();
     s.replace(range, uri.as_bytes());
+    s.apply(forwarded)
+}
+
+/// Takes a dial-prefix PIN (`**1234*`) off the user part of the Request-URI and of the To
+/// URI of a forwarded request, so the PIN reaches no other element.
+fn strip_dial_prefix(forwarded: &[u8], part: &str) -> Vec<u8> {
+    let Ok(msg) = Message::parse(forwarded) else {
+        return forwarded.to_vec();
+    };
+    let mut s = Splice::default();
+    let mut strip_after_scheme = |range: std::ops::Range<usize>| {
+        let text = msg.text(&range);
+        let at = ["sip:", "sips:", "tel:"]
+            .iter()
+            .filter_map(|sch| text.find(sch).map(|i| i + sch.len()))
+            .min();
+        if let Some(at) = at.filter(|&at| text[at..].starts_with(part)) {
+            s.remove(range.start + at..range.start + at + part.len());
+        }
+    };
+    if let Some(r) = msg.request_uri_range() {
+        strip_after_scheme(r);
+    }
+    if let Some(h) = msg.header(HeaderName::To) {
+        strip_after_scheme(h.value.clone());
+    }
     s.apply(forwarded)
 }
 

@@ -815,7 +815,17 @@ fn dial_prefix_pin_and_lockout() {
         .iter()
         .find(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE "))
         .unwrap_or_else(|| panic!("{out:#?}"));
-    assert!(fwd.1.contains("0033612345678"), "{}", fwd.1);
+    assert!(
+        fwd.1
+            .starts_with("INVITE sip:0033612345678@127.0.0.1:5060 SIP/2.0\r\n"),
+        "{}",
+        fwd.1
+    );
+    assert!(
+        !fwd.1.contains("**1234*"),
+        "the PIN never leaves: {}",
+        fwd.1
+    );
     // Wrong dial-prefix PINs count: the fourth failure locks alice out...
     for i in 0..4 {
         w.recv(
