@@ -162,8 +162,8 @@ struct Outbound {
     events: mpsc::Sender<Event>,
     config: Arc<Config>,
     connections: Arc<AtomicUsize>,
-    /// PIN prompt RTP sockets, by port, with their reader tasks.
-    rtp: HashMap<u16, (Arc<UdpSocket>, tokio::task::JoinHandle<()>)>,
+    /// PIN prompt RTP sockets, by port: the sending side and the reader task.
+    rtp: HashMap<u16, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
 }
 
 impl Outbound {
@@ -171,18 +171,11 @@ impl Outbound {
     fn flush(&mut self, core: &mut Proxy) {
         while let Some(cmd) = core.poll_media() {
             match cmd {
-                MediaCommand::Open(addr) => match std::net::UdpSocket::bind(addr).and_then(|s| {
-                    s.set_nonblocking(true)?;
-                    UdpSocket::from_std(s)
-                }) {
-                    Ok(socket) => {
-                        let socket = Arc::new(socket);
-                        let task = tokio::spawn(rtp_reader(
-                            socket.clone(),
-                            addr.port(),
-                            self.events.clone(),
-                        ));
-                        self.rtp.insert(addr.port(), (socket, task));
+                MediaCommand::Open(addr) => match open_rtp(addr) {
+                    Ok((sender, receiver)) => {
+                        let task =
+                            tokio::spawn(rtp_reader(receiver, addr.port(), self.events.clone()));
+                        self.rtp.insert(addr.port(), (sender, task));
                     }
                     Err(e) => {
                         tracing::warn!(%addr, error = %e, "cannot open an RTP port");
@@ -228,7 +221,9 @@ impl Outbound {
     fn send(&mut self, t: Transmit) {
         if let Some(port) = t.from_rtp {
             if let Some((socket, _)) = self.rtp.get(&port) {
-                let _ = socket.try_send_to(&t.bytes, t.to.addr);
+                if let Err(e) = socket.send_to(&t.bytes, t.to.addr) {
+                    tracing::debug!(port, error = %e, "RTP send failed");
+                }
             }
             return;
         }
@@ -302,8 +297,19 @@ async fn udp_reader(socket: Arc<UdpSocket>, events: mpsc::Sender<Event>, max_siz
     }
 }
 
+/// Binds a PIN prompt's RTP socket: a non-blocking std handle to send the prompt with, and
+/// a tokio one for the reader task. Sending through the std handle does not depend on tokio
+/// having seen the new socket writable yet (its `try_send_to` reports WouldBlock until then,
+/// which lost the first, marked, packet of every prompt).
+fn open_rtp(addr: SocketAddr) -> io::Result<(std::net::UdpSocket, UdpSocket)> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let sender = socket.try_clone()?;
+    Ok((sender, UdpSocket::from_std(socket)?))
+}
+
 /// A PIN prompt's RTP socket: what the caller sends (DTMF events) goes to the core.
-async fn rtp_reader(socket: Arc<UdpSocket>, port: u16, events: mpsc::Sender<Event>) {
+async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
     let mut buf = vec![0u8; 2048];
     loop {
         match socket.recv_from(&mut buf).await {
