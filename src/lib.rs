@@ -12,6 +12,8 @@
 //!   headers a proxy reads. No I/O, no clock.
 //! - [`proxy`]: the sans-I/O core: transactions (RFC 3261 §17, RFC 6026) and the proxy
 //!   (§16) with screening, driven by `handle_*(now, ...)` and drained by `poll_*()`.
+//! - [`media`]: the PIN prompt's media: SDP offer/answer, RTP, RFC 4733 and INFO DTMF,
+//!   the prompt's G.711 frames, the digit collector. Pure.
 //! - [`transport`]: the only tokio code: UDP and TCP sockets, timers, the task that owns the
 //!   core.
 //! - [`replay`]: captures read back into the same decision path.
