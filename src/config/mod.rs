@@ -1,5 +1,5 @@
 //! Configuration (SPEC §2): a TOML file read into the raw structures of [`raw`], then checked
-//! as a whole by [`check`] into a [`Config`] that holds only valid, resolved data.
+//! as a whole by `check` into a [`Config`] that holds only valid, resolved data.
 //!
 //! Every mistake is reported, not just the first: syntax errors (all that the TOML parser can
 //! recover from), unknown keys (all of them), then every semantic error, each with the file,

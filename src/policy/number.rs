@@ -2,7 +2,7 @@
 //!
 //! Normalization uses the `phonenumber` crate's metadata (Google libphonenumber's, per
 //! region: country code, IDD and national prefixes, number patterns and lengths) and follows
-//! libphonenumber's parsing steps over it (see [`RegionRules`] for why not the crate's parser).
+//! libphonenumber's parsing steps over it (see `RegionRules` for why not the crate's parser).
 //! A number that starts with the caller region's international (IDD) prefix has that prefix
 //! replaced by `+` and is then read without the caller's region; short codes become
 //! `+<country code><digits>` as IvozProvider does; numbers with `*` or `#` are service codes,

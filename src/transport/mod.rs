@@ -2,7 +2,7 @@
 //! that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets or the
 //! clock.
 //!
-//! One task drives the core: it receives [`Event`]s from the socket tasks, sleeps until the
+//! One task drives the core: it receives `Event`s from the socket tasks, sleeps until the
 //! core's next timeout, and sends what the core asks for — UDP straight from the socket, TCP
 //! through the connection's writer task (connecting first when there is none), PIN prompt
 //! RTP from the session's own socket, opened and closed as the core says. A malformed
