@@ -667,6 +667,50 @@ fn pin_prompt_file_is_taken_from_the_config_folder() {
     }
 }
 
+#[test]
+fn pin_prompt_that_is_not_an_8khz_mono_wav() {
+    let dir = TempDir::new("prompt-bad");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut wav = hound::WavWriter::create(dir.path().join("stereo.wav"), spec).unwrap();
+    for _ in 0..100 {
+        wav.write_sample(0i16).unwrap();
+    }
+    wav.finalize().unwrap();
+    std::fs::write(dir.path().join("text.wav"), "not a wav").unwrap();
+    for (file, words) in [
+        ("stereo.wav", ["prompt", "8 kHz mono"]),
+        ("text.wav", ["prompt", "not a WAV"]),
+    ] {
+        let text = format!("[pin]\nprompt = \"{file}\"\n\n{}", base());
+        let path = dir.write("sipscreen.toml", &text);
+        let Err(ConfigErrors(errors)) = Config::load(&path) else {
+            panic!("{file} must be refused")
+        };
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.context == "pin" && words.iter().all(|w| e.message.contains(w))),
+            "{file}: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn pin_rtp_ports_must_be_a_range() {
+    for bad in ["40000", "5000-4000", "0-10", "a-b"] {
+        let text = format!("[pin]\nrtp_ports = \"{bad}\"\n\n{}", base());
+        expect(
+            &text,
+            Expect::new("pin", &["rtp_ports", bad], &format!("\"{bad}\"")).exact(),
+        );
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Tenants
 
