@@ -117,6 +117,8 @@ pub struct Proxy {
     dialog_order: VecDeque<(Instant, Box<str>)>,
     next_id: u64,
     accepting: bool,
+    /// Server transactions still waiting for their final response.
+    pending: usize,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
     /// Calls held for a PIN, by session id; and the ways to find them.
@@ -151,6 +153,7 @@ impl Proxy {
             dialog_order: VecDeque::new(),
             next_id: 1,
             accepting: true,
+            pending: 0,
             screenings: None,
             held: HashMap::new(),
             held_by_port: HashMap::new(),
@@ -205,9 +208,7 @@ impl Proxy {
 
     /// Whether a request is still waiting for its final response (what draining waits for).
     pub fn has_pending(&self) -> bool {
-        self.servers
-            .values()
-            .any(|s| matches!(s.state, ServerState::Trying | ServerState::Proceeding))
+        self.pending > 0
     }
 
     /// Transactions in flight (server, client).
@@ -378,7 +379,9 @@ impl Proxy {
             );
             return;
         }
-        if self.servers.len() >= self.config.limits.max_transactions {
+        // The limit is on requests waiting for their final response: transactions that only
+        // linger to absorb retransmissions (Timers J and L, 32 s) are not work in flight.
+        if self.pending >= self.config.limits.max_transactions {
             tracing::warn!(source = %from.addr, "transaction limit reached, 503");
             self.reply_stateless(
                 &msg,
@@ -461,6 +464,7 @@ impl Proxy {
         st.from = Some(from);
         self.servers.insert(sid, st);
         self.server_index.insert(key, sid);
+        self.pending += 1;
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
         }
@@ -1277,8 +1281,12 @@ impl Proxy {
             return;
         };
         let to = st.peer;
+        let was_pending = st.is_pending();
         let timers = st.on_response(now, code, &bytes);
         let terminated = st.state == ServerState::Terminated;
+        if was_pending && !st.is_pending() {
+            self.pending -= 1;
+        }
         for (at, kind) in timers {
             self.schedule(at, sid, kind);
         }
@@ -1418,6 +1426,9 @@ impl Proxy {
     fn remove_server(&mut self, sid: u64) {
         if let Some(st) = self.servers.remove(&sid) {
             self.server_index.remove(&st.key);
+            if st.is_pending() {
+                self.pending -= 1;
+            }
         }
     }
 

@@ -66,7 +66,11 @@ struct World {
 
 impl World {
     fn new() -> Self {
-        let config = Config::from_toml(CONFIG, "test.toml", None).unwrap();
+        Self::with(CONFIG)
+    }
+
+    fn with(text: &str) -> Self {
+        let config = Config::from_toml(text, "test.toml", None).unwrap();
         Self {
             proxy: Proxy::new(Arc::new(config)),
             now: Instant::now(),
@@ -879,5 +883,36 @@ fn an_offer_without_g711_gets_488() {
     assert_eq!(
         w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
         [100, 488]
+    );
+}
+
+#[test]
+fn the_transaction_limit_counts_requests_in_flight_only() {
+    let limited = CONFIG.replace("[brand]", "[limits]\nmax_transactions = 2\n\n[brand]");
+    let mut w = World::with(&limited);
+    // Answered calls linger 32 s in their transactions (Timer L) but are not in flight.
+    for i in 0..5 {
+        let branch = format!("z9hG4bK-lim{i}");
+        w.recv(UAC, &invite("612345678", "alice", &branch, ""));
+        let fwd = w.sent().pop().unwrap().1;
+        assert!(fwd.starts_with("INVITE "), "call {i}: {fwd}");
+        w.recv(UAS, &answer(&fwd, 200, "OK", "t"));
+        w.sent();
+    }
+    // Two unanswered calls fill the limit; the third gets 503.
+    for i in 5..7 {
+        w.recv(
+            UAC,
+            &invite("612345678", "alice", &format!("z9hG4bK-lim{i}"), ""),
+        );
+        assert!(w
+            .sent()
+            .iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")));
+    }
+    w.recv(UAC, &invite("612345678", "alice", "z9hG4bK-lim7", ""));
+    assert_eq!(
+        w.sent().iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [503]
     );
 }

@@ -179,6 +179,11 @@ impl ServerTx {
         }
     }
 
+    /// Whether the request still waits for its final response.
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, ServerState::Trying | ServerState::Proceeding)
+    }
+
     /// Whether a retransmitted request should be answered with the last response (in the
     /// Accepted state it is absorbed, RFC 6026 §7.1).
     pub fn answers_retransmissions(&self) -> bool {
