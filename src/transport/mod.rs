@@ -75,12 +75,32 @@ impl Sockets {
             let named =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {l}: {e}"));
             match l.transport {
-                Transport::Udp => udp.push(Arc::new(UdpSocket::bind(l.addr).await.map_err(named)?)),
+                Transport::Udp => udp.push(Arc::new(bind_udp(l.addr).map_err(named)?)),
                 Transport::Tcp => tcp.push(TcpListener::bind(l.addr).await.map_err(named)?),
             }
         }
         Ok(Sockets { udp, tcp })
     }
+}
+
+/// Receive buffer asked for on SIP UDP sockets: bursts of thousands of datagrams must wait
+/// there while the core works, rather than be dropped by the kernel (the system's
+/// `net.core.rmem_max` may cap it).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A SIP UDP socket with a large receive buffer.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Err(e) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
+        tracing::debug!(%addr, error = %e, "cannot enlarge the UDP receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 /// Runs the proxy on bound sockets until `shutdown` completes, then drains: new calls are
