@@ -1382,14 +1382,8 @@ impl Proxy {
             let Some(st) = self.servers.get_mut(&id) else {
                 return;
             };
-            let out = st.on_timer(now, at, kind);
-            if let Some(bytes) = out.retransmit {
-                let to = st.peer;
-                self.send(to, bytes);
-            }
-            for (t, k) in out.timers {
-                self.schedule(t, id, k);
-            }
+            let (to, mut out) = (st.peer, st.on_timer(now, at, kind));
+            self.retransmit_and_rearm(id, to, &mut out);
             if out.terminated {
                 self.remove_server(id);
             }
@@ -1398,14 +1392,8 @@ impl Proxy {
         let Some(ct) = self.clients.get_mut(&id) else {
             return;
         };
-        let out = ct.on_timer(now, at, kind);
-        if let Some(bytes) = out.retransmit {
-            let to = ct.peer;
-            self.send(to, bytes);
-        }
-        for (t, k) in out.timers {
-            self.schedule(t, id, k);
-        }
+        let (to, mut out) = (ct.peer, ct.on_timer(now, at, kind));
+        self.retransmit_and_rearm(id, to, &mut out);
         if out.timed_out {
             // Timer B/F: no final response (§16.7 item 6: 408 upstream).
             self.fail_client(now, id, 408, "Request Timeout");
@@ -1420,6 +1408,16 @@ impl Proxy {
         }
         if out.terminated {
             self.remove_client(id);
+        }
+    }
+
+    /// What any transaction timer may ask for: a retransmission and timers armed again.
+    fn retransmit_and_rearm(&mut self, id: u64, to: Peer, out: &mut transaction::TimerOut) {
+        if let Some(bytes) = out.retransmit.take() {
+            self.send(to, bytes);
+        }
+        for (t, k) in out.timers.drain(..) {
+            self.schedule(t, id, k);
         }
     }
 
