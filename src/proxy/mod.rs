@@ -119,6 +119,9 @@ pub struct Proxy {
     accepting: bool,
     /// Server transactions still waiting for their final response.
     pending: usize,
+    /// Requests refused at the transaction limit since the last warning, and when it was.
+    refused: u64,
+    refused_logged_at: Option<Instant>,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
     /// Calls held for a PIN, by session id; and the ways to find them.
@@ -154,6 +157,8 @@ impl Proxy {
             next_id: 1,
             accepting: true,
             pending: 0,
+            refused: 0,
+            refused_logged_at: None,
             screenings: None,
             held: HashMap::new(),
             held_by_port: HashMap::new(),
@@ -382,7 +387,17 @@ impl Proxy {
         // The limit is on requests waiting for their final response: transactions that only
         // linger to absorb retransmissions (Timers J and L, 32 s) are not work in flight.
         if self.pending >= self.config.limits.max_transactions {
-            tracing::warn!(source = %from.addr, "transaction limit reached, 503");
+            // Once a second at most, with how many were refused meanwhile: logging every
+            // refusal would add cost exactly when the proxy is overloaded.
+            self.refused += 1;
+            if self
+                .refused_logged_at
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                tracing::warn!(source = %from.addr, refused = self.refused, "transaction limit reached, 503");
+                self.refused = 0;
+                self.refused_logged_at = Some(now);
+            }
             self.reply_stateless(
                 &msg,
                 resp_peer,
