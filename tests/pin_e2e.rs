@@ -17,6 +17,8 @@
 //! bounded wait); every wait is bounded; every port is a free one (bound to port 0 first);
 //! each test works in its own temporary directory, kept and named when the test fails.
 
+mod common;
+use common::{parse_message_log, read_lossy, sipp, tail, Logged, TempDir};
 use std::collections::HashSet;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -44,61 +46,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `sipp` executable on PATH; a loud failure when it is missing.
-fn sipp() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "SIPp (`sipp`) is not on PATH: tests/pin_e2e.rs needs it. Run scripts/test, which \
-             installs it (Debian package `sip-tester`), or `apt-get install sip-tester`."
-        )
-    })
-}
-
 /// A scenario of `tests/pin/`.
 fn scenario(name: &str) -> String {
     let path = root().join("tests/pin").join(name);
     assert!(path.is_file(), "missing scenario {}", path.display());
     path.to_str().expect("a UTF-8 path").to_owned()
-}
-
-/// A fresh directory for one test; removed when the test passes, kept when it fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "sipscreen-pin-{test}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create the test's temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.path(name).to_str().expect("a UTF-8 path").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("test files kept in {}", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// Ports handed out in this process (tests run in parallel: each gets its own).
@@ -152,22 +104,6 @@ fn udp_bound(port: u16) -> bool {
             .nth(1)
             .is_some_and(|local| local == wanted || local == any)
     })
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// The last `n` bytes of a file, for failure messages.
-fn tail(path: &Path, n: usize) -> String {
-    let text = read_lossy(path);
-    let mut start = text.len().saturating_sub(n);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_owned()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -321,7 +257,7 @@ struct World {
 
 impl World {
     fn start(test: &str, settings: &Settings) -> World {
-        let dir = TempDir::new(test);
+        let dir = TempDir::new("pin", test);
         let (sip, next_hop) = (free_port(), free_port());
         // Four ports: two even ones for prompts.
         let lo = free_ports(4);
@@ -631,54 +567,6 @@ impl SippRun {
             .filter_map(|rest| rest.get(..3)?.parse().ok())
             .collect()
     }
-}
-
-/// One message of a SIPp `-trace_msg` log.
-struct Logged {
-    received: bool,
-    text: String,
-}
-
-impl Logged {
-    fn first_line(&self) -> &str {
-        self.text.lines().next().unwrap_or("").trim_end()
-    }
-
-    /// The Request-URI of a request.
-    fn request_uri(&self) -> &str {
-        self.first_line().split(' ').nth(1).unwrap_or("")
-    }
-
-    /// The port of the SDP body's first `m=audio` line.
-    fn sdp_audio_port(&self) -> Option<u16> {
-        self.text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("m=audio "))
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|p| p.parse().ok())
-    }
-}
-
-/// Splits a `-trace_msg` log into messages: each follows a dashed line with the time, then a
-/// line saying whether it was sent or received.
-fn parse_message_log(log: &str) -> Vec<Logged> {
-    let mut out = Vec::new();
-    for block in log.split("-----------------------------------------------") {
-        let mut lines = block.lines();
-        let _time = lines.next();
-        let Some(what) = lines.next() else { continue };
-        // SIPp logs an unexpected message twice: as received, then as "Unexpected ...".
-        let received = what.contains("message received") && !what.contains("Unexpected");
-        if !received && !what.contains("message sent") {
-            continue;
-        }
-        let text: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
-        out.push(Logged {
-            received,
-            text: text.join("\n"),
-        });
-    }
-    out
 }
 
 fn summary(msgs: &[Logged]) -> String {

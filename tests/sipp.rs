@@ -8,6 +8,8 @@
 //! bounded, and each test works in its own temporary directory (kept, and named in the
 //! failure, when the test fails).
 
+mod common;
+use common::{parse_message_log, read_lossy, sipp, tail, Logged, TempDir};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -35,21 +37,6 @@ const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
 // ---------------------------------------------------------------------------------------
 // Environment: SIPp, temporary directories, ports.
 
-/// The `sipp` executable on PATH; a loud failure when it is missing.
-fn sipp() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("sipp"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "SIPp (`sipp`) is not on PATH: these end-to-end tests need it. Run scripts/test, \
-             which installs it (Debian package `sip-tester`), or `apt-get install sip-tester`."
-        )
-    })
-}
-
 /// A scenario file of `tests/sipp/`.
 fn scenario(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,41 +45,6 @@ fn scenario(name: &str) -> String {
         .join(name);
     assert!(path.is_file(), "missing scenario {}", path.display());
     path.to_str().expect("a UTF-8 path").to_owned()
-}
-
-/// A fresh directory for one test; removed when the test passes, kept when it fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "sipscreen-sipp-{test}-{}-{nanos}",
-            std::process::id()
-        ));
-        fs::create_dir_all(&dir).expect("create the test's temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.path(name).to_str().expect("a UTF-8 path").to_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("test files kept in {}", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 /// Ports already handed out in this process: tests run in parallel, each gets its own.
@@ -170,22 +122,6 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = wait_bounded(child, Duration::from_secs(5));
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-/// The last `n` bytes of a file, for failure messages.
-fn tail(path: &Path, n: usize) -> String {
-    let text = read_lossy(path);
-    let start = text.len().saturating_sub(n);
-    let start = (start..text.len())
-        .find(|&i| text.is_char_boundary(i))
-        .unwrap_or(text.len());
-    text[start..].to_owned()
 }
 
 /// `sipscreen run` on a configuration, with its stderr in the test directory.
@@ -486,70 +422,6 @@ impl SippRun {
 // ---------------------------------------------------------------------------------------
 // SIPp's message log.
 
-/// One message of a SIPp `-trace_msg` log.
-#[derive(Debug)]
-struct Logged {
-    received: bool,
-    text: String,
-}
-
-impl Logged {
-    fn first_line(&self) -> &str {
-        self.text.lines().next().unwrap_or("").trim_end()
-    }
-
-    fn is_response(&self, code: u16) -> bool {
-        self.first_line().starts_with(&format!("SIP/2.0 {code} "))
-    }
-
-    fn is_request(&self, method: &str) -> bool {
-        self.first_line().starts_with(&format!("{method} "))
-    }
-
-    /// Every value of a header (full name, case-insensitive), in order.
-    fn headers(&self, name: &str) -> Vec<String> {
-        self.text
-            .lines()
-            .take_while(|l| !l.trim().is_empty())
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_owned())
-            .collect()
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers(name).into_iter().next()
-    }
-
-    /// The Request-URI of a request.
-    fn request_uri(&self) -> &str {
-        self.first_line().split(' ').nth(1).unwrap_or("")
-    }
-}
-
-/// Splits a `-trace_msg` log into messages: each one follows a dashed line with the time and
-/// a line saying whether it was sent or received.
-fn parse_message_log(log: &str) -> Vec<Logged> {
-    let mut out = Vec::new();
-    for block in log.split("-----------------------------------------------") {
-        let mut lines = block.lines();
-        let _time = lines.next();
-        let Some(what) = lines.next() else { continue };
-        // SIPp logs an unexpected message twice: as received, then as "Unexpected ...".
-        let received = what.contains("message received") && !what.contains("Unexpected");
-        if !received && !what.contains("message sent") {
-            continue;
-        }
-        let text: Vec<&str> = lines.skip_while(|l| l.trim().is_empty()).collect();
-        out.push(Logged {
-            received,
-            text: text.join("\n"),
-        });
-    }
-    out
-}
-
 /// The messages of a log in one line each, for failure messages.
 fn summary(msgs: &[Logged]) -> String {
     msgs.iter()
@@ -667,7 +539,7 @@ impl Setup {
     fn new(test: &str, ip: IpAddr, transport: Transport) -> Setup {
         sipp();
         Setup {
-            dir: TempDir::new(test),
+            dir: TempDir::new("sipp", test),
             ip,
             transport,
             proxy: free_port(ip),
