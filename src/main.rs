@@ -202,16 +202,16 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = std::sync::Arc::new(config);
     let result = runtime.block_on(async {
         let sockets = sipscreen::transport::Sockets::bind(&config).await?;
-        let listen: Vec<String> = config
-            .server
-            .listen
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        tracing::info!(listen = ?listen, next_hop = %config.server.next_hop, "sipscreen running");
+        // Port 0 in `listen` is now a real port: the core must know it (Via, Record-Route).
+        let mut config = config;
+        config.server.listen = sockets.bound().to_vec();
+        for l in &config.server.listen {
+            tracing::info!(listen = %l, "listening");
+        }
+        tracing::info!(next_hop = %config.server.next_hop, "sipscreen running");
+        let config = std::sync::Arc::new(config);
         sipscreen::transport::run(config.clone(), sockets, shutdown_signal()).await
     });
     match result {

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
-use crate::policy::target::Transport;
+use crate::policy::target::{Target, Transport};
 use crate::proxy::{MediaCommand, Peer, Proxy, Transmit};
 use crate::sip::{frame, Framing};
 
@@ -64,23 +64,86 @@ enum Event {
 pub struct Sockets {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    /// What was bound, in `listen` order: port 0 replaced by the port the system chose.
+    bound: Vec<Target>,
 }
+
+/// How many times a UDP port chosen by the system is tried for a TCP listener at the same
+/// address and port 0, before giving up.
+const SHARED_PORT_TRIES: usize = 16;
 
 impl Sockets {
     /// Binds every listen address; the error names the address that failed.
+    ///
+    /// Port 0 asks the system for a free port (tests use it, so that no port is chosen by
+    /// number and then raced for). A `udp:` and a `tcp:` entry on the same address with
+    /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have.
     pub async fn bind(config: &Config) -> io::Result<Sockets> {
-        let mut udp = Vec::new();
-        let mut tcp = Vec::new();
-        for l in &config.server.listen {
-            let named =
-                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {l}: {e}"));
-            match l.transport {
-                Transport::Udp => udp.push(Arc::new(bind_udp(l.addr).map_err(named)?)),
-                Transport::Tcp => tcp.push(TcpListener::bind(l.addr).await.map_err(named)?),
+        let listen = &config.server.listen;
+        for _ in 0..SHARED_PORT_TRIES {
+            match Self::try_bind(listen).await {
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && has_shared_zero(listen) => {}
+                other => return other,
             }
         }
-        Ok(Sockets { udp, tcp })
+        Self::try_bind(listen).await
     }
+
+    async fn try_bind(listen: &[Target]) -> io::Result<Sockets> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut bound: Vec<Target> = Vec::new();
+        for l in listen {
+            let named =
+                |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {l}: {e}"));
+            let mut addr = l.addr;
+            if addr.port() == 0 {
+                // The port already chosen for the other transport at this address, if any.
+                if let Some(b) = listen
+                    .iter()
+                    .zip(&bound)
+                    .find(|(o, _)| o.addr == l.addr && o.transport != l.transport)
+                {
+                    addr.set_port(b.1.addr.port());
+                }
+            }
+            let local = match l.transport {
+                Transport::Udp => {
+                    let socket = bind_udp(addr).map_err(named)?;
+                    let local = socket.local_addr()?;
+                    udp.push(Arc::new(socket));
+                    local
+                }
+                Transport::Tcp => {
+                    let listener = TcpListener::bind(addr).await.map_err(named)?;
+                    let local = listener.local_addr()?;
+                    tcp.push(listener);
+                    local
+                }
+            };
+            bound.push(Target {
+                transport: l.transport,
+                addr: local,
+            });
+        }
+        Ok(Sockets { udp, tcp, bound })
+    }
+
+    /// The listen addresses as bound (port 0 replaced by the real port).
+    pub fn bound(&self) -> &[Target] {
+        &self.bound
+    }
+}
+
+/// Whether a UDP and a TCP entry share an address with port 0 (the second bind may find the
+/// first one's port taken, and then both are tried again).
+fn has_shared_zero(listen: &[Target]) -> bool {
+    listen.iter().any(|a| {
+        a.addr.port() == 0
+            && listen
+                .iter()
+                .any(|b| b.addr == a.addr && b.transport != a.transport)
+    })
 }
 
 /// Receive buffer asked for on SIP UDP sockets: bursts of thousands of datagrams must wait
