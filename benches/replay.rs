@@ -8,7 +8,6 @@
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -153,15 +152,15 @@ fn generate() -> (Vec<u8>, usize, usize) {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = Arc::new(Config::from_toml(CONFIG, "bench.toml", None).expect("bench config"));
-    let max = config.limits.max_message_size;
+    let config = Config::from_toml(CONFIG, "bench.toml", None).expect("bench config");
+    let max = config.proxy.limits.max_message_size;
     let (pcap, messages, calls) = generate();
 
     // The capture replays to one decision per call, every tenth denied.
     let capture = Capture::from_bytes("bench.pcap", &pcap).unwrap();
     let (msgs, broken) = sip_messages(&capture, max);
     assert_eq!((msgs.len(), broken), (messages, 0));
-    let decided = replay(config.clone(), &msgs);
+    let decided = replay(&config, &msgs);
     assert_eq!(decided.len(), calls);
     let denied = decided
         .iter()
@@ -176,7 +175,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let capture = Capture::from_bytes("bench.pcap", black_box(&pcap)).unwrap();
             let (msgs, _) = sip_messages(&capture, max);
-            black_box(replay(config.clone(), &msgs).len())
+            black_box(replay(&config, &msgs).len())
         })
     });
     g.bench_function("capture_and_framing", |b| {
@@ -186,7 +185,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("proxy_core", |b| {
-        b.iter(|| black_box(replay(config.clone(), black_box(&msgs)).len()))
+        b.iter(|| black_box(replay(&config, black_box(&msgs)).len()))
     });
     g.finish();
 }

@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod media;
+pub mod percent;
 pub mod policy;
 pub mod proxy;
 pub mod replay;

@@ -203,16 +203,20 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let sockets = sipscreen::transport::Sockets::bind(&config).await?;
+        let Config {
+            proxy: mut settings,
+            policy,
+            ..
+        } = config;
+        let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen).await?;
         // Port 0 in `listen` is now a real port: the core must know it (Via, Record-Route).
-        let mut config = config;
-        config.server.listen = sockets.bound().to_vec();
-        for l in &config.server.listen {
+        settings.server.listen = sockets.bound().to_vec();
+        for l in &settings.server.listen {
             tracing::info!(listen = %l, "listening");
         }
-        tracing::info!(next_hop = %config.server.next_hop, "sipscreen running");
-        let config = std::sync::Arc::new(config);
-        sipscreen::transport::run(config.clone(), sockets, shutdown_signal()).await
+        let next_hop = policy.hop_name(policy.default_next_hop);
+        tracing::info!(next_hop, "sipscreen running");
+        sipscreen::transport::run(settings, policy, sockets, shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -246,14 +250,14 @@ fn replay(
             return ExitCode::from(BAD_INPUT);
         }
     };
-    let (messages, broken) = replay::sip_messages(&capture, config.limits.max_message_size);
+    let (messages, broken) = replay::sip_messages(&capture, config.proxy.limits.max_message_size);
     if capture.skipped() > 0 || broken > 0 {
         eprintln!(
             "sipscreen replay: {} packet(s) skipped, {broken} stream byte(s) not framed",
             capture.skipped()
         );
     }
-    let calls = replay::replay(config.clone(), &messages);
+    let calls = replay::replay(&config, &messages);
     let objects: Vec<_> = calls
         .iter()
         .map(|c| replay::call_json(&config, c))

@@ -17,7 +17,7 @@ pub fn decision_json(policy: &Policy, d: &Decision) -> Map<String, Value> {
         "forwarded": d.forwarded,
         "dialed": &*d.dialed,
         "e164": d.e164.as_deref(),
-        "next_hop": policy.next_hop(d).map(|h| h.to_string()),
+        "next_hop": policy.next_hop(d).map(|h| policy.hop_name(h)),
         "outcall": d.outcall.map(|o| &*t.outcalls[o].name),
         "incall": d.incall.map(|i| &*t.incalls[i].name),
         "stage": stage,
@@ -48,7 +48,7 @@ pub fn decision_text(policy: &Policy, d: &Decision, lines: &[String]) -> String 
     out.push_str(&format!("decision: {}\n", d.verdict.as_str()));
     out.push_str(&format!("reason: {}\n", policy.reason(d)));
     if let Some(h) = policy.next_hop(d) {
-        out.push_str(&format!("next hop: {h}\n"));
+        out.push_str(&format!("next hop: {}\n", policy.hop_name(h)));
     }
     out
 }

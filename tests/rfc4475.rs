@@ -2,11 +2,10 @@
 //! with each), fed one by one to the proxy core as UDP datagrams: each gets the outcome its
 //! MANIFEST row names.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use sipscreen::config::Config;
-use sipscreen::policy::target::Transport;
+use sipscreen::proxy::Transport;
 use sipscreen::proxy::{Peer, Proxy};
 use sipscreen::sip::Message;
 
@@ -67,7 +66,7 @@ fn manifest() -> Vec<(String, Expect)> {
 fn every_torture_message_gets_its_manifest_outcome() {
     let rows = manifest();
     assert_eq!(rows.len(), 49, "the MANIFEST lists 49 messages");
-    let config = Arc::new(Config::from_toml(CONFIG, "t.toml", None).unwrap());
+    let config = Config::from_toml(CONFIG, "t.toml", None).unwrap();
     let uac = Peer {
         transport: Transport::Udp,
         addr: "192.0.2.99:5099".parse().unwrap(),
@@ -77,7 +76,7 @@ fn every_torture_message_gets_its_manifest_outcome() {
     for (file, expect) in &rows {
         let path = format!("{}/tests/rfc4475/{file}", env!("CARGO_MANIFEST_DIR"));
         let bytes = std::fs::read(&path).unwrap();
-        let mut proxy = Proxy::new(config.clone());
+        let mut proxy = Proxy::new(config.proxy.clone(), config.policy.clone());
         proxy.handle_message(Instant::now(), uac, &bytes);
         let sent: Vec<_> = std::iter::from_fn(|| proxy.poll_transmit()).collect();
         let forwarded = sent.iter().filter(|t| t.to.addr == next_hop).count();

@@ -10,18 +10,18 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::raw::*;
-use super::{Config, ConfigError, ConfigErrors, Limits, Lockout, PinSettings, Server};
+use super::{Config, ConfigError, ConfigErrors};
 use crate::media::prompt::Prompt;
 use crate::policy::acl::{
     AclPattern, AclPatterns, AclRegex, AclRule, Action, CallAcl, Matcher, Origin,
 };
 use crate::policy::extension::Extension;
 use crate::policy::number::{normalize, Region};
-use crate::policy::target::Target;
 use crate::policy::{
-    Destination, Group, Holder, Incall, Outcall, Permission, Pin, Policy, Service, Tenant,
+    Destination, Group, Holder, HopId, Incall, Outcall, Permission, Pin, Policy, Service, Tenant,
     TenantSpec, User,
 };
+use crate::proxy::{Limits, Lockout, Peer, PinSettings, Server, Settings};
 
 /// Collects errors with their positions.
 struct Checker<'a> {
@@ -32,6 +32,8 @@ struct Checker<'a> {
     /// Keys whose values had the wrong type (already reported, then taken out), with the
     /// span of the table they were in.
     removed: Vec<(String, Range<usize>)>,
+    /// Every distinct next hop named so far, in order: the policy's [`HopId`]s.
+    hops: Vec<Peer>,
 }
 
 impl Checker<'_> {
@@ -176,7 +178,7 @@ fn resolve(
     out
 }
 
-fn parse_target(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Target> {
+fn parse_peer(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Peer> {
     match s.get_ref().parse() {
         Ok(t) => Some(t),
         Err(e) => {
@@ -184,6 +186,19 @@ fn parse_target(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Tar
             None
         }
     }
+}
+
+/// A `next_hop`, kept once in the table of hops however many objects name it.
+fn parse_hop(ck: &mut Checker<'_>, s: &Str, c: &str) -> Option<HopId> {
+    let peer = parse_peer(ck, s, "next_hop", c)?;
+    let at = match ck.hops.iter().position(|h| *h == peer) {
+        Some(at) => at,
+        None => {
+            ck.hops.push(peer);
+            ck.hops.len() - 1
+        }
+    };
+    Some(HopId(at))
 }
 
 fn parse_cidr(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<IpNet> {
@@ -336,6 +351,7 @@ pub(super) fn check(text: &str, file: &str, base: &Path) -> Result<Config, Confi
         errors: Vec::new(),
         warnings: Vec::new(),
         removed: Vec::new(),
+        hops: Vec::new(),
     };
     let (mut table, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
@@ -642,24 +658,29 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             tenants.push(tenant);
         }
     }
-    let server = server?;
+    let (mut server, default_next_hop) = server?;
     let pin = pin?;
+    server.hops = std::mem::take(&mut ck.hops);
     let policy = Policy {
         brand: brand_name?.into(),
         tenants,
-        default_next_hop: server.next_hop,
+        hops: server.hops.iter().map(|h| h.to_string().into()).collect(),
+        default_next_hop,
         dial_prefix: pin.dial_prefix.as_deref().map(Into::into),
     };
     Some(Config {
-        server,
-        pin,
-        limits,
-        policy,
+        proxy: Settings {
+            server,
+            limits,
+            pin,
+        },
+        policy: std::sync::Arc::new(policy),
         warnings: std::mem::take(&mut ck.warnings),
     })
 }
 
-fn check_server(ck: &mut Checker<'_>, s: &Spanned<RawServer>) -> Option<Server> {
+/// `[server]`, and the default next hop (the first of the table of hops).
+fn check_server(ck: &mut Checker<'_>, s: &Spanned<RawServer>) -> Option<(Server, HopId)> {
     let c = "server";
     let raw = s.get_ref();
     let mut listen = Vec::new();
@@ -672,12 +693,12 @@ fn check_server(ck: &mut Checker<'_>, s: &Spanned<RawServer>) -> Option<Server> 
             );
         }
         for entry in l.get_ref() {
-            listen.extend(parse_target(ck, entry, "listen", c));
+            listen.extend(parse_peer(ck, entry, "listen", c));
         }
     }
     let next_hop = ck
         .required(&raw.next_hop, "next_hop", &s.span(), c)
-        .and_then(|n| parse_target(ck, n, "next_hop", c));
+        .and_then(|n| parse_hop(ck, n, c));
     let trusted_peers = raw
         .trusted_peers
         .iter()
@@ -691,13 +712,16 @@ fn check_server(ck: &mut Checker<'_>, s: &Spanned<RawServer>) -> Option<Server> 
         Some(r) => r.get_ref().clone(),
         None => "Q.850;cause=21".to_owned(),
     };
-    Some(Server {
-        listen,
-        next_hop: next_hop?,
-        trusted_peers,
-        record_route: raw.record_route.unwrap_or(true),
-        reject_reason,
-    })
+    Some((
+        Server {
+            listen,
+            hops: Vec::new(),
+            trusted_peers,
+            record_route: raw.record_route.unwrap_or(true),
+            reject_reason,
+        },
+        next_hop?,
+    ))
 }
 
 fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limits {
@@ -781,10 +805,15 @@ fn check_pin(
         Some(s) => {
             let path = base.join(s.get_ref());
             if path.is_file() {
-                Prompt::load(&path).unwrap_or_else(|e| {
-                    ck.error(Some(&s.span()), c, format!("`prompt`: {e}"));
-                    Prompt::tone()
-                })
+                std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|bytes| {
+                        Prompt::from_wav(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+                    })
+                    .unwrap_or_else(|e| {
+                        ck.error(Some(&s.span()), c, format!("`prompt`: {e}"));
+                        Prompt::tone()
+                    })
             } else {
                 ck.error(
                     Some(&s.span()),
@@ -887,10 +916,7 @@ fn check_tenant(
         Some(a) => a.get_ref().clone(),
         None => String::new(),
     };
-    let next_hop = raw
-        .next_hop
-        .as_ref()
-        .and_then(|n| parse_target(ck, n, "next_hop", c));
+    let next_hop = raw.next_hop.as_ref().and_then(|n| parse_hop(ck, n, c));
     let sources = raw
         .sources
         .iter()
@@ -1061,10 +1087,7 @@ fn check_tenant(
             .iter()
             .filter_map(|p| parse_extension(ck, p, "patterns", &oc))
             .collect();
-        let next_hop = r
-            .next_hop
-            .as_ref()
-            .and_then(|n| parse_target(ck, n, "next_hop", &oc));
+        let next_hop = r.next_hop.as_ref().and_then(|n| parse_hop(ck, n, &oc));
         if let Some(n) = oname {
             outcalls.push(Outcall {
                 name: n.get_ref().as_str().into(),

@@ -9,89 +9,19 @@ mod check;
 pub mod raw;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
-use ipnet::IpNet;
-
-use crate::policy::target::Target;
 use crate::policy::Policy;
+use crate::proxy::Settings;
 
-/// A validated configuration.
+/// A validated configuration: the settings of the proxy core and the policy it enforces.
 #[derive(Debug)]
 pub struct Config {
-    pub server: Server,
-    pub pin: PinSettings,
-    pub limits: Limits,
-    pub policy: Policy,
+    pub proxy: Settings,
+    pub policy: Arc<Policy>,
     /// Things that are valid but probably not what was meant (printed by `validate`).
     pub warnings: Vec<String>,
-}
-
-/// `[server]`.
-#[derive(Debug, Clone)]
-pub struct Server {
-    pub listen: Vec<Target>,
-    pub next_hop: Target,
-    pub trusted_peers: Vec<IpNet>,
-    pub record_route: bool,
-    pub reject_reason: String,
-}
-
-impl Server {
-    /// Whether `ip` is a trusted peer, whose identity and forwarding headers are believed.
-    pub fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_peers.iter().any(|n| n.contains(&ip))
-    }
-}
-
-/// `[pin]`.
-#[derive(Debug, Clone)]
-pub struct PinSettings {
-    pub attempts: u32,
-    pub max_digits: u32,
-    pub first_digit_timeout: Duration,
-    pub inter_digit_timeout: Duration,
-    /// What the caller hears: the built-in tone or a WAV file, loaded and checked.
-    pub prompt: crate::media::prompt::Prompt,
-    /// The UDP ports the PIN prompt's RTP may use (inclusive).
-    pub rtp_ports: (u16, u16),
-    pub dial_prefix: Option<String>,
-    pub lockout: Lockout,
-}
-
-/// `[limits]` (SPEC §7): beyond them requests get 503 or are dropped, and everyone else is
-/// still served.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Longest message accepted, in bytes.
-    pub max_message_size: usize,
-    /// Server transactions in flight at once.
-    pub max_transactions: usize,
-    /// TCP connections open at once (both directions).
-    pub max_tcp_connections: usize,
-    /// A TCP connection with no traffic for this long is closed.
-    pub tcp_idle_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_message_size: 64 * 1024,
-            max_transactions: 10_000,
-            max_tcp_connections: 1_024,
-            tcp_idle_timeout: Duration::from_secs(300),
-        }
-    }
-}
-
-/// `pin.lockout`: per-user failure counting.
-#[derive(Debug, Clone, Copy)]
-pub struct Lockout {
-    pub failures: u32,
-    pub window: Duration,
-    pub lock: Duration,
 }
 
 /// One configuration mistake.

@@ -2,7 +2,6 @@
 //! file (PCM16, read with `hound`; G.711 µ-law or A-law, which `hound` does not read, taken
 //! from the RIFF chunks directly). Played as 20 ms G.711 frames.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use audio_codec_algorithms::{decode_alaw, decode_ulaw, encode_alaw, encode_ulaw};
@@ -39,14 +38,9 @@ impl Prompt {
         }
     }
 
-    /// Reads a WAV file: 8 kHz, mono, PCM16 or G.711.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::from_wav(&bytes).map_err(|e| format!("{}: {e}", path.display()))
-    }
-
-    fn from_wav(bytes: &[u8]) -> Result<Self, String> {
+    /// A WAV file's bytes: 8 kHz, mono, PCM16 or G.711 (the configuration layer reads the
+    /// file).
+    pub fn from_wav(bytes: &[u8]) -> Result<Self, String> {
         if let Some((tag, channels, rate, data)) = g711_chunks(bytes) {
             if channels != 1 || rate != 8000 {
                 return Err(format!(

@@ -194,7 +194,7 @@ impl Policy {
 
     /// The next hop of an allowed call (SPEC §4.8): the outcall's, else the tenant's, else
     /// the server's. `None` unless the verdict is allow.
-    pub fn next_hop(&self, d: &Decision) -> Option<super::Target> {
+    pub fn next_hop(&self, d: &Decision) -> Option<super::HopId> {
         if d.verdict != Verdict::Allow {
             return None;
         }

@@ -11,7 +11,6 @@ pub mod acl;
 mod decide;
 pub mod extension;
 pub mod number;
-pub mod target;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +23,6 @@ pub use decide::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Tier, Ver
 use acl::{AclPatterns, Action, CallAcl};
 use extension::{EntryId, Extension, ExtensionSet};
 use number::{NumberCache, Region};
-use target::Target;
 
 /// Index of a user in its tenant.
 pub type UserId = usize;
@@ -40,6 +38,11 @@ pub type PermId = usize;
 pub type AclId = usize;
 /// Index of a tenant in the policy.
 pub type TenantId = usize;
+
+/// A next hop, by index: the policy only says which one a call takes ([`Policy::hops`] has
+/// how each is written); where it is on the network is the proxy's business.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HopId(pub usize);
 
 /// A PIN (call-permission password). Never printed: its `Debug` hides the digits.
 #[derive(Clone, PartialEq, Eq)]
@@ -128,7 +131,7 @@ pub struct Service {
 pub struct Outcall {
     pub name: Box<str>,
     pub patterns: Vec<Extension>,
-    pub next_hop: Option<Target>,
+    pub next_hop: Option<HopId>,
     pub permissions: Holder,
 }
 
@@ -183,7 +186,7 @@ pub struct TenantSpec {
     pub sources: Vec<IpNet>,
     pub region: Region,
     pub area_code: Box<str>,
-    pub next_hop: Option<Target>,
+    pub next_hop: Option<HopId>,
     pub acl_patterns: AclPatterns,
     pub call_acls: Vec<CallAcl>,
     pub users: Vec<User>,
@@ -337,13 +340,20 @@ impl Tenant {
 pub struct Policy {
     pub brand: Box<str>,
     pub tenants: Vec<Tenant>,
+    /// Every next hop, as written in the configuration, by [`HopId`].
+    pub hops: Vec<Box<str>>,
     /// Where allowed calls go when neither the outcall nor the tenant says.
-    pub default_next_hop: Target,
+    pub default_next_hop: HopId,
     /// `pin.dial_prefix`: dial `<prefix><pin>*<number>` to give the PIN up front.
     pub dial_prefix: Option<Box<str>>,
 }
 
 impl Policy {
+    /// A next hop as the configuration writes it (`udp:10.0.0.2:5060`).
+    pub fn hop_name(&self, hop: HopId) -> &str {
+        &self.hops[hop.0]
+    }
+
     /// The tenant with this name.
     pub fn tenant_by_name(&self, name: &str) -> Option<TenantId> {
         self.tenants.iter().position(|t| &*t.spec.name == name)

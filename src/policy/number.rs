@@ -25,7 +25,7 @@ use regex::Regex;
 /// `;rn=`...) set aside and `%XX` escapes decoded. This is how callers and forwarders are
 /// named; dialed numbers are cleaned further by [`clean_dialed`].
 pub fn uri_user(raw: &str) -> Cow<'_, str> {
-    percent_decode(raw.split(';').next().unwrap_or_default())
+    crate::percent::decode(raw.split(';').next().unwrap_or_default())
 }
 
 /// Cleans a dialed string as SPEC §3.1 says: [`uri_user`], then visual separators (`-`, `.`,
@@ -45,34 +45,6 @@ pub fn clean_dialed(raw: &str) -> Cow<'_, str> {
 
 fn is_separator(b: u8) -> bool {
     matches!(b, b'-' | b'.' | b'(' | b')' | b' ' | b'\t')
-}
-
-/// Decodes `%XX` escapes; a malformed escape is kept as written, and so is a decoded byte
-/// sequence that is not UTF-8 (then nothing is decoded).
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = |j: usize| bytes.get(j).and_then(|c| char::from(*c).to_digit(16));
-        match (b, hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'%'));
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    match String::from_utf8(out) {
-        Ok(decoded) => Cow::Owned(decoded),
-        Err(_) => Cow::Borrowed(s),
-    }
 }
 
 /// A region (ISO 3166-1 alpha-2) known to the phone-number metadata.

@@ -11,7 +11,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::config::{Lockout as LockoutSettings, PinSettings};
+use super::settings::{Lockout as LockoutSettings, PinSettings};
+use super::ServerId;
 use crate::media::collector::{Collector, Entry};
 use crate::media::dtmf::EventReader;
 use crate::media::prompt::FRAME;
@@ -34,7 +35,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct PinSession {
     /// The server transaction of the INVITE being held.
-    pub sid: u64,
+    pub sid: ServerId,
     /// Our RTP port.
     pub port: u16,
     pub local: SocketAddr,
@@ -61,7 +62,7 @@ impl PinSession {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         now: Instant,
-        sid: u64,
+        sid: ServerId,
         port: u16,
         local: SocketAddr,
         offer: Offer,
@@ -253,7 +254,7 @@ mod tests {
         let offer = sdp::parse_offer(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
         let s = PinSession::new(
             now,
-            1,
+            ServerId(1),
             40000,
             "127.0.0.1:40000".parse().unwrap(),
             offer,
@@ -261,7 +262,7 @@ mod tests {
             "c",
             None,
             Pin::new("1234"),
-            &config.pin,
+            &config.proxy.pin,
             42,
         );
         (s, config)
@@ -271,16 +272,16 @@ mod tests {
     fn prompt_is_paced_and_numbered() {
         let t0 = Instant::now();
         let (mut s, config) = session(t0);
-        let first = s.next_packet(t0, &config.pin).unwrap();
+        let first = s.next_packet(t0, &config.proxy.pin).unwrap();
         let p = rtp::parse(&first).unwrap();
         assert!(p.marker && p.payload_type == 0 && p.payload.len() == 160);
         assert!(
-            s.next_packet(t0 + Duration::from_millis(10), &config.pin)
+            s.next_packet(t0 + Duration::from_millis(10), &config.proxy.pin)
                 .is_none(),
             "20 ms pacing"
         );
         let second = s
-            .next_packet(t0 + Duration::from_millis(20), &config.pin)
+            .next_packet(t0 + Duration::from_millis(20), &config.proxy.pin)
             .unwrap();
         let q = rtp::parse(&second).unwrap();
         assert_eq!(
@@ -290,11 +291,11 @@ mod tests {
         // The whole tone, then nothing.
         let mut n = 2;
         let mut t = t0 + Duration::from_millis(40);
-        while s.next_packet(t, &config.pin).is_some() {
+        while s.next_packet(t, &config.proxy.pin).is_some() {
             n += 1;
             t += Duration::from_millis(20);
         }
-        assert_eq!(n, config.pin.prompt.frames());
+        assert_eq!(n, config.proxy.pin.prompt.frames());
         assert_eq!(s.next_frame, None);
     }
 
@@ -328,7 +329,7 @@ mod tests {
         let (mut s, config) = session(t0);
         let mut t = t0;
         while s.next_frame.is_some() {
-            s.next_packet(t, &config.pin);
+            s.next_packet(t, &config.proxy.pin);
             t += Duration::from_millis(20);
         }
         assert_eq!(s.on_timeout(t + Duration::from_secs(9)), None);

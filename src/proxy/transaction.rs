@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::Peer;
-use crate::policy::target::Transport;
+use super::recursion::Recursion;
+use super::table::{ClientId, ClientKey, ClientKind, ServerKey};
+use super::{Peer, ServerId, Transport};
 use crate::sip::Message;
 
 /// RTT estimate (§17.1.1.1).
@@ -35,18 +36,6 @@ pub enum TimerKind {
     I,
     J,
     L,
-    /// A PIN session's next prompt frame or entry deadline (not a transaction timer).
-    Media,
-}
-
-impl TimerKind {
-    /// Whether the timer belongs to a server transaction.
-    pub fn is_server(self) -> bool {
-        matches!(
-            self,
-            TimerKind::G | TimerKind::H | TimerKind::I | TimerKind::J | TimerKind::L
-        )
-    }
 }
 
 /// Server transaction states (§17.2.1, §17.2.2, RFC 6026 §7.1).
@@ -75,7 +64,7 @@ pub struct TimerOut {
 /// A server transaction: the request we received and what we answered.
 #[derive(Debug)]
 pub struct ServerTx {
-    pub key: String,
+    pub key: ServerKey,
     pub invite: bool,
     /// Where responses go.
     pub peer: Peer,
@@ -84,20 +73,20 @@ pub struct ServerTx {
     pub state: ServerState,
     pub last_response: Option<Vec<u8>>,
     /// The client transaction the request was forwarded on.
-    pub client: Option<u64>,
+    pub client: Option<ClientId>,
     /// The branch of our Via on the forwarded request.
     pub branch: String,
     /// Where the request came from (the response destination may differ, RFC 3581).
     pub from: Option<Peer>,
     /// Set for INVITEs to a user's phone: how to follow its 3xx.
-    pub recursion: Option<super::Recursion>,
+    pub recursion: Option<Recursion>,
     g_interval: Duration,
     g_next: Option<Instant>,
 }
 
 impl ServerTx {
     pub fn new(
-        key: String,
+        key: ServerKey,
         invite: bool,
         peer: Peer,
         arrived_on: Transport,
@@ -241,7 +230,7 @@ pub struct ResponseActions {
 #[derive(Debug)]
 pub struct ClientTx {
     /// The server transaction it serves (`None` for a CANCEL of our own).
-    pub server: Option<u64>,
+    pub server: Option<ServerId>,
     pub peer: Peer,
     pub request: Vec<u8>,
     pub invite: bool,
@@ -258,7 +247,7 @@ pub struct ClientTx {
 
 impl ClientTx {
     pub fn new(
-        server: Option<u64>,
+        server: Option<ServerId>,
         peer: Peer,
         request: Vec<u8>,
         invite: bool,
@@ -307,6 +296,20 @@ impl ClientTx {
             t.push((now + 64 * T1, TimerKind::F));
         }
         t
+    }
+
+    /// How responses find this transaction (§17.1.3).
+    pub fn key(&self) -> ClientKey {
+        ClientKey {
+            branch: self.branch.as_str().into(),
+            kind: if self.cancel {
+                ClientKind::Cancel
+            } else if self.invite {
+                ClientKind::Invite
+            } else {
+                ClientKind::NonInvite
+            },
+        }
     }
 
     /// Whether no final response has come yet.

@@ -4,7 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
@@ -104,8 +103,8 @@ pub struct ReplayedCall {
 /// Replays the messages through a proxy core running `config`: one [`ReplayedCall`] per
 /// Call-ID, for its first screened INVITE (retransmissions, the same INVITE re-sent with
 /// credentials, and the same call seen again at another hop are not new calls).
-pub fn replay(config: Arc<Config>, messages: &[CapturedMessage]) -> Vec<ReplayedCall> {
-    let mut proxy = Proxy::new(config);
+pub fn replay(config: &Config, messages: &[CapturedMessage]) -> Vec<ReplayedCall> {
+    let mut proxy = Proxy::new(config.proxy.clone(), config.policy.clone());
     proxy.record_screenings();
     let base = Instant::now();
     let first = messages.first().map_or(Duration::ZERO, |m| m.time);
@@ -149,11 +148,7 @@ pub fn format_time(t: Duration) -> String {
 
 /// `udp:IP:PORT`, as the configuration writes addresses.
 pub fn format_peer(p: Peer) -> String {
-    crate::policy::target::Target {
-        transport: p.transport,
-        addr: p.addr,
-    }
-    .to_string()
+    p.to_string()
 }
 
 /// Compares replayed calls with expectations (one JSON object per line, each with `call_id`

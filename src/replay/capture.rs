@@ -37,7 +37,7 @@ use thiserror::Error;
 use super::tcp::{Segment, Streams};
 
 /// The transport protocol a payload came over: the proxy's own notion of it.
-pub use crate::policy::target::Transport;
+pub use crate::proxy::Transport;
 
 /// What a socket would have delivered: one UDP datagram, or a run of TCP stream bytes.
 ///

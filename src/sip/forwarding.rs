@@ -88,7 +88,7 @@ fn history_info(msg: &Message) -> Option<Forwarder<'_>> {
 
 /// The cause code of an escaped `Reason` URI header: `SIP%3Bcause%3D302` → 302.
 fn reason_cause(escaped: &str) -> Option<u16> {
-    let decoded = crate::policy::number::clean_dialed(escaped);
+    let decoded = crate::percent::decode(escaped);
     let lower = decoded.to_ascii_lowercase();
     let at = lower.find("cause=")?;
     let digits: String = lower[at + 6..]

@@ -20,9 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
-use crate::policy::target::{Target, Transport};
-use crate::proxy::{MediaCommand, Peer, Proxy, Transmit};
+use crate::policy::Policy;
+use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
 use crate::sip::{frame, Framing};
 
 /// How long draining may take after SIGTERM before the proxy exits anyway.
@@ -65,7 +64,7 @@ pub struct Sockets {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     /// What was bound, in `listen` order: port 0 replaced by the port the system chose.
-    bound: Vec<Target>,
+    bound: Vec<Peer>,
 }
 
 /// How many times a UDP port chosen by the system is tried for a TCP listener at the same
@@ -78,8 +77,7 @@ impl Sockets {
     /// Port 0 asks the system for a free port (tests use it, so that no port is chosen by
     /// number and then raced for). A `udp:` and a `tcp:` entry on the same address with
     /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have.
-    pub async fn bind(config: &Config) -> io::Result<Sockets> {
-        let listen = &config.server.listen;
+    pub async fn bind(listen: &[Peer]) -> io::Result<Sockets> {
         for _ in 0..SHARED_PORT_TRIES {
             match Self::try_bind(listen).await {
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse && has_shared_zero(listen) => {}
@@ -89,10 +87,10 @@ impl Sockets {
         Self::try_bind(listen).await
     }
 
-    async fn try_bind(listen: &[Target]) -> io::Result<Sockets> {
+    async fn try_bind(listen: &[Peer]) -> io::Result<Sockets> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
-        let mut bound: Vec<Target> = Vec::new();
+        let mut bound: Vec<Peer> = Vec::new();
         for l in listen {
             let named =
                 |e: io::Error| io::Error::new(e.kind(), format!("cannot listen on {l}: {e}"));
@@ -121,7 +119,7 @@ impl Sockets {
                     local
                 }
             };
-            bound.push(Target {
+            bound.push(Peer {
                 transport: l.transport,
                 addr: local,
             });
@@ -130,14 +128,14 @@ impl Sockets {
     }
 
     /// The listen addresses as bound (port 0 replaced by the real port).
-    pub fn bound(&self) -> &[Target] {
+    pub fn bound(&self) -> &[Peer] {
         &self.bound
     }
 }
 
 /// Whether a UDP and a TCP entry share an address with port 0 (the second bind may find the
 /// first one's port taken, and then both are tried again).
-fn has_shared_zero(listen: &[Target]) -> bool {
+fn has_shared_zero(listen: &[Peer]) -> bool {
     listen.iter().any(|a| {
         a.addr.port() == 0
             && listen
@@ -169,12 +167,14 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// Runs the proxy on bound sockets until `shutdown` completes, then drains: new calls are
 /// refused, transactions in flight finish (at most [`DRAIN_LIMIT`]).
 pub async fn run(
-    config: Arc<Config>,
+    settings: Settings,
+    policy: Arc<Policy>,
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let (events_tx, mut events) = mpsc::channel::<Event>(4096);
-    let max_size = config.limits.max_message_size;
+    let limits = settings.limits;
+    let max_size = limits.max_message_size;
     for socket in &sockets.udp {
         tokio::spawn(udp_reader(socket.clone(), events_tx.clone(), max_size));
     }
@@ -183,17 +183,21 @@ pub async fn run(
         tokio::spawn(tcp_acceptor(
             listener,
             events_tx.clone(),
-            config.clone(),
+            limits,
             connections.clone(),
         ));
     }
-    let mut core = Proxy::new(config.clone());
+    let mut core = Proxy::new(settings, policy);
     let mut out = Outbound {
-        udp: sockets.udp,
+        udp: sockets
+            .udp
+            .into_iter()
+            .filter_map(|s| Some((s.local_addr().ok()?, s)))
+            .collect(),
         tcp: HashMap::new(),
         connecting: HashMap::new(),
         events: events_tx,
-        config: config.clone(),
+        limits,
         connections,
         rtp: HashMap::new(),
     };
@@ -238,12 +242,13 @@ pub async fn run(
 
 /// The sending side, owned by the core task.
 struct Outbound {
-    udp: Vec<Arc<UdpSocket>>,
+    /// SIP UDP sockets by local address: a [`Transmit`] says which one to send from.
+    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     /// Messages waiting for an outbound connection to open.
     connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
     events: mpsc::Sender<Event>,
-    config: Arc<Config>,
+    limits: Limits,
     connections: Arc<AtomicUsize>,
     /// PIN prompt RTP sockets, by port: the sending side and the reader task.
     rtp: HashMap<u16, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
@@ -302,26 +307,16 @@ impl Outbound {
     }
 
     fn send(&mut self, t: Transmit) {
-        if let Some(port) = t.from_rtp {
-            if let Some((socket, _)) = self.rtp.get(&port) {
-                if let Err(e) = socket.send_to(&t.bytes, t.to.addr) {
-                    tracing::debug!(port, error = %e, "RTP send failed");
-                }
+        if let Some((socket, _)) = self.rtp.get(&t.from.port()) {
+            if let Err(e) = socket.send_to(&t.bytes, t.to.addr) {
+                tracing::debug!(port = t.from.port(), error = %e, "RTP send failed");
             }
             return;
         }
         match t.to.transport {
             Transport::Udp => {
-                let socket = self
-                    .udp
-                    .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|a| a.is_ipv4() == t.to.addr.is_ipv4())
-                    })
-                    .or(self.udp.first());
-                let Some(socket) = socket else {
-                    tracing::warn!(to = %t.to.addr, "no UDP socket to send from");
+                let Some(socket) = self.udp.get(&t.from) else {
+                    tracing::warn!(from = %t.from, to = %t.to.addr, "no UDP socket to send from");
                     return;
                 };
                 match socket.try_send_to(&t.bytes, t.to.addr) {
@@ -350,7 +345,7 @@ impl Outbound {
                 tokio::spawn(tcp_connect(
                     t.to,
                     self.events.clone(),
-                    self.config.clone(),
+                    self.limits,
                     self.connections.clone(),
                 ));
             }
@@ -416,13 +411,13 @@ async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
 async fn tcp_acceptor(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
-    config: Arc<Config>,
+    limits: Limits,
     connections: Arc<AtomicUsize>,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                if connections.load(Ordering::Relaxed) >= config.limits.max_tcp_connections {
+                if connections.load(Ordering::Relaxed) >= limits.max_tcp_connections {
                     tracing::warn!(%remote, "TCP connection limit reached, refused");
                     drop(stream);
                     continue;
@@ -431,7 +426,7 @@ async fn tcp_acceptor(
                     stream,
                     remote,
                     events.clone(),
-                    config.clone(),
+                    limits,
                     connections.clone(),
                 ));
             }
@@ -446,11 +441,11 @@ async fn tcp_acceptor(
 async fn tcp_connect(
     to: Peer,
     events: mpsc::Sender<Event>,
-    config: Arc<Config>,
+    limits: Limits,
     connections: Arc<AtomicUsize>,
 ) {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
-        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, config, connections).await,
+        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, connections).await,
         Ok(Err(e)) => {
             tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
             let _ = events.send(Event::SendFailed { to }).await;
@@ -469,7 +464,7 @@ async fn tcp_connection(
     stream: TcpStream,
     remote: SocketAddr,
     events: mpsc::Sender<Event>,
-    config: Arc<Config>,
+    limits: Limits,
     connections: Arc<AtomicUsize>,
 ) {
     connections.fetch_add(1, Ordering::Relaxed);
@@ -484,8 +479,8 @@ async fn tcp_connection(
         connections.fetch_sub(1, Ordering::Relaxed);
         return;
     }
-    let max = config.limits.max_message_size;
-    let idle = config.limits.tcp_idle_timeout;
+    let max = limits.max_message_size;
+    let idle = limits.tcp_idle_timeout;
     let from = Peer {
         transport: Transport::Tcp,
         addr: remote,

@@ -1,4 +1,6 @@
-//! Where an allowed call goes: `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 in brackets).
+//! The core's view of the network: a transport and a socket address ([`Peer`]), written
+//! `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 in brackets) in `listen` and `next_hop`, and what the
+//! core asks the I/O layer to do ([`Transmit`], [`MediaCommand`]).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,14 +13,15 @@ pub enum Transport {
     Tcp,
 }
 
-/// A transport and a socket address, as written in `listen` and `next_hop`.
+/// A remote or local end: a transport and a socket address, as written in `listen` and
+/// `next_hop`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Target {
+pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
 }
 
-impl FromStr for Target {
+impl FromStr for Peer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (proto, addr) = s
@@ -36,7 +39,28 @@ impl FromStr for Target {
     }
 }
 
-impl fmt::Display for Target {
+/// Bytes to send, and from where: quinn's `Transmit` carries its source for the same reason,
+/// so that the I/O layer sends from the address the core wrote into Via and SDP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: Peer,
+    /// The local address to send from: a SIP listener, or a PIN prompt's RTP socket.
+    pub from: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// What the core needs from the I/O layer for media: RTP sockets opened and closed as PIN
+/// sessions start and end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind a UDP socket at this address and feed what it receives to
+    /// [`super::Proxy::handle_rtp`].
+    Open(SocketAddr),
+    /// Close the socket of this port.
+    Close(u16),
+}
+
+impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let proto = match self.transport {
             Transport::Udp => "udp",
@@ -53,7 +77,7 @@ mod tests {
     #[test]
     fn parses_and_prints_both_families() {
         for s in ["udp:127.0.0.1:5060", "tcp:[::1]:5070"] {
-            assert_eq!(s.parse::<Target>().unwrap().to_string(), s);
+            assert_eq!(s.parse::<Peer>().unwrap().to_string(), s);
         }
         for bad in [
             "127.0.0.1:5060",
@@ -61,7 +85,7 @@ mod tests {
             "udp:127.0.0.1",
             "udp:host:5060",
         ] {
-            assert!(bad.parse::<Target>().is_err(), "{bad}");
+            assert!(bad.parse::<Peer>().is_err(), "{bad}");
         }
     }
 }

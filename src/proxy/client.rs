@@ -1,0 +1,92 @@
+//! Client transactions (RFC 3261 §16.6 item 8, §16.10): forwarding a request on a new one,
+//! cancelling a branch, and failing one that could not be sent (§8.1.3.1).
+
+use std::time::Instant;
+
+use super::reply::build_in_transaction_request;
+use super::table::{ClientId, ServerId};
+use super::transaction::{ClientState, ClientTx, ServerState};
+use super::{Peer, Proxy};
+use crate::sip::{Message, Method};
+
+impl Proxy {
+    /// Forwards the request of `sid` to `to` on a new client transaction.
+    pub(super) fn start_client(
+        &mut self,
+        now: Instant,
+        sid: ServerId,
+        to: Peer,
+        bytes: Vec<u8>,
+        invite: bool,
+    ) {
+        let branch = self
+            .tx
+            .server(sid)
+            .map(|s| s.branch.clone())
+            .unwrap_or_default();
+        let ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
+        let cid = self.tx.insert_client(now, ct);
+        if let Some(st) = self.tx.server_mut(sid) {
+            st.client = Some(cid);
+        }
+        self.send(to, bytes);
+    }
+
+    /// Cancels an INVITE client transaction (§16.10): CANCEL now if a provisional response
+    /// came, else as soon as one comes.
+    pub(super) fn cancel_client(&mut self, now: Instant, cid: ClientId) {
+        let Some(ct) = self.tx.client_mut(cid) else {
+            return;
+        };
+        if ct.cancelled
+            || !ct.invite
+            || !matches!(ct.state, ClientState::Calling | ClientState::Proceeding)
+        {
+            return;
+        }
+        ct.cancelled = true;
+        if ct.state == ClientState::Proceeding {
+            self.send_cancel(now, cid);
+        }
+    }
+
+    /// Sends the CANCEL of an INVITE client transaction, on a client transaction of its own.
+    pub(super) fn send_cancel(&mut self, now: Instant, cid: ClientId) {
+        let Some(ct) = self.tx.client(cid) else {
+            return;
+        };
+        let Ok(invite) = Message::parse(&ct.request) else {
+            return;
+        };
+        let to = ct.peer;
+        let branch = ct.branch.clone();
+        let bytes = build_in_transaction_request(&invite, Method::Cancel, None);
+        let cancel = ClientTx::new(None, to, bytes.clone(), false, true, branch);
+        self.tx.insert_client(now, cancel);
+        self.send(to, bytes);
+    }
+
+    /// Call when a send to `to` failed (connection refused, no route): client transactions
+    /// towards it fail as if they had received 503 (RFC 3261 §8.1.3.1).
+    pub fn handle_send_error(&mut self, now: Instant, to: Peer) {
+        for cid in self.tx.clients_awaiting(to) {
+            tracing::warn!(to = %to.addr, "send failed, 503 upstream");
+            self.fail_client(now, cid, 503, "Service Unavailable");
+        }
+    }
+
+    /// Ends a client transaction without a response from downstream and answers upstream.
+    pub(super) fn fail_client(&mut self, now: Instant, cid: ClientId, code: u16, reason: &str) {
+        let Some(ct) = self.tx.remove_client(cid) else {
+            return;
+        };
+        if let Some(sid) = ct.server {
+            if self.tx.server(sid).is_some_and(|s| {
+                s.state == ServerState::Proceeding || s.state == ServerState::Trying
+            }) {
+                let resp = self.build_response(sid, code, reason, &[]);
+                self.send_server_response(now, sid, code, resp);
+            }
+        }
+    }
+}

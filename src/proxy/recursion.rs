@@ -1,0 +1,138 @@
+//! Recursion on a user's phone's own forward (RFC 3261 §16.5, §16.7 item 4; SPEC §4.7): the
+//! targets of a 3xx are each checked against the forwarding user's rights, the denied ones
+//! are skipped, and the allowed ones are tried in q order; the caller gets 403 when none is
+//! allowed.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::reply::splice_request_uri;
+use super::route::loop_hash;
+use super::transaction::ServerState;
+use super::{Peer, Proxy, ServerId};
+use crate::policy::{Call, TenantId};
+use crate::sip::header::{parse_contacts, parse_max_forwards};
+use crate::sip::uri::Uri;
+use crate::sip::{HeaderName, Message};
+
+/// Following a user's phone's own forward (3xx) with that user's rights (SPEC §4.7).
+#[derive(Debug)]
+pub(super) struct Recursion {
+    pub(super) tenant: TenantId,
+    /// The caller, as screening saw them.
+    pub(super) caller: String,
+    /// The called user (their extension), whose rights the forward targets get.
+    pub(super) called: String,
+    /// Allowed targets not tried yet: where to send, and the Request-URI.
+    pub(super) targets: VecDeque<(Peer, String)>,
+    /// Whether a 3xx was followed (then failures move on to the next target).
+    pub(super) active: bool,
+}
+
+impl Proxy {
+    /// A non-2xx final for an INVITE to a user's phone: on a 3xx, check each Contact against
+    /// that user's rights and try the allowed ones in q order (§16.5, §16.7 item 4; SPEC §4.7);
+    /// on a failure while recursing, try the next one. Returns whether the response was taken
+    /// care of here (else it is relayed upstream).
+    pub(super) fn recurse(
+        &mut self,
+        now: Instant,
+        sid: ServerId,
+        msg: &Message,
+        code: u16,
+    ) -> bool {
+        let policy = self.policy.clone();
+        let Some(st) = self.tx.server(sid) else {
+            return false;
+        };
+        let Some(rec) = &st.recursion else {
+            return false;
+        };
+        if (300..400).contains(&code) && !rec.active {
+            let mut contacts: Vec<(f32, String)> = msg
+                .header_values(HeaderName::Contact)
+                .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
+                .map(|na| {
+                    let q = na
+                        .param("q")
+                        .flatten()
+                        .and_then(|q| q.parse().ok())
+                        .unwrap_or(1.0);
+                    (q, na.uri.to_owned())
+                })
+                .collect();
+            // Highest q first; equal q keep their order (RFC 3261 §16.6).
+            contacts.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+            let mut targets = VecDeque::new();
+            for (_, uri) in contacts {
+                let Some(user) = Uri::parse(&uri).ok().and_then(|u| u.user) else {
+                    continue;
+                };
+                let call = Call {
+                    tenant: rec.tenant,
+                    caller: &rec.caller,
+                    dialed: user,
+                    forwarded_by: Some(&rec.called),
+                };
+                let decision = policy.decide(&call);
+                self.log_decision(&st.request, st.from.unwrap_or(st.peer), &decision);
+                if let Some(hop) = policy.next_hop(&decision) {
+                    targets.push_back((self.settings.server.hop(hop), uri));
+                }
+            }
+            let Some(rec) = self.tx.server_mut(sid).and_then(|s| s.recursion.as_mut()) else {
+                return false;
+            };
+            rec.active = true;
+            rec.targets = targets;
+            if rec.targets.is_empty() {
+                // Every target is denied to the forwarding user: the caller gets 403.
+                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
+                self.send_server_response(now, sid, 403, resp);
+                return true;
+            }
+        } else if !rec.active {
+            return false;
+        }
+        // Try the next allowed target, if the caller has not given up.
+        let cancelled = self
+            .tx
+            .server(sid)
+            .is_none_or(|st| st.state != ServerState::Proceeding);
+        let next = self
+            .tx
+            .server_mut(sid)
+            .and_then(|s| s.recursion.as_mut())
+            .and_then(|r| r.targets.pop_front());
+        let Some((hop, uri)) = next.filter(|_| !cancelled) else {
+            return false;
+        };
+        let Some(hash) = self.tx.server(sid).map(|st| loop_hash(&st.request)) else {
+            return false;
+        };
+        let branch = self.new_branch(hash);
+        let Some(st) = self.tx.server(sid) else {
+            return false;
+        };
+        let (from, request) = (st.from.unwrap_or(st.peer), &st.request);
+        let max_forwards = request
+            .header_str(HeaderName::MaxForwards)
+            .and_then(|v| parse_max_forwards(v).ok());
+        let mut bytes = self.forward_bytes(
+            request,
+            from,
+            hop,
+            &branch,
+            self.settings.server.record_route,
+            max_forwards,
+        );
+        if let Some(range) = request.request_uri_range() {
+            bytes = splice_request_uri(&bytes, range, &uri);
+        }
+        if let Some(st) = self.tx.server_mut(sid) {
+            st.branch = branch;
+        }
+        self.start_client(now, sid, hop, bytes, true);
+        true
+    }
+}

@@ -1,0 +1,130 @@
+//! Responses (RFC 3261 §16.7): matched to the client transaction that sent the request,
+//! acknowledged or cancelled as the transaction says, and relayed upstream through the
+//! server transaction, which retransmits finals until they are acknowledged (§17.2.1,
+//! RFC 6026).
+
+use std::time::Instant;
+
+use super::reply::{build_in_transaction_request, strip_top_via};
+use super::route::BRANCH_PREFIX;
+use super::table::{ClientKey, ClientKind, Owner, ServerId};
+use super::transaction::ServerState;
+use super::{Peer, Proxy};
+use crate::sip::{HeaderName, Message, Method};
+
+impl Proxy {
+    pub(super) fn handle_response(&mut self, now: Instant, from: Peer, msg: Message) {
+        let Some(code) = msg.status() else { return };
+        let Some(via) = msg.top_via() else { return };
+        let Some(branch) = via.branch().filter(|b| b.starts_with(BRANCH_PREFIX)) else {
+            tracing::debug!(source = %from.addr, "response whose top Via is not ours, dropped");
+            return;
+        };
+        let method = msg.method();
+        let key = ClientKey {
+            branch: branch.into(),
+            kind: ClientKind::of(&method),
+        };
+        drop(via);
+        let Some(cid) = self.tx.find_client(&key) else {
+            // RFC 6026 §7.3: a response matching no transaction is not forwarded.
+            tracing::debug!(source = %from.addr, code, "response for no transaction, dropped");
+            return;
+        };
+        let Some(ct) = self.tx.client_mut(cid) else {
+            return;
+        };
+        let (server, peer) = (ct.server, ct.peer);
+        let actions = ct.on_response(now, code);
+        let ack = actions
+            .send_ack
+            .then(|| Message::parse(&ct.request).ok())
+            .flatten()
+            .map(|invite| {
+                build_in_transaction_request(&invite, Method::Ack, msg.header_str(HeaderName::To))
+            });
+        self.tx.schedule_all(actions.timers, Owner::Client(cid));
+        if let Some(ack) = ack {
+            self.send(peer, ack);
+        }
+        if actions.send_cancel {
+            self.send_cancel(now, cid);
+        }
+        if actions.terminated {
+            self.tx.remove_client(cid);
+        }
+        if !actions.forward {
+            return;
+        }
+        let Some(sid) = server else { return };
+        if method == Method::Invite && code >= 300 && self.recurse(now, sid, &msg, code) {
+            return;
+        }
+        // §16.7 item 3: with no Via left once ours is removed, the response was meant for us
+        // and is not forwarded; the caller still gets a final response of the same class.
+        if msg.vias().count() <= 1 {
+            tracing::warn!(source = %from.addr, code, "response carrying only our Via, not forwarded");
+            if code >= 200 {
+                let reason = msg.status_reason().to_owned();
+                let resp = self.build_response(sid, code, &reason, &[]);
+                self.send_server_response(now, sid, code, resp);
+            }
+            return;
+        }
+        let bytes = strip_top_via(&msg);
+        self.send_server_response(now, sid, code, bytes);
+        if (200..300).contains(&code) && method == Method::Bye {
+            self.dialogs.forget(msg.call_id());
+        }
+    }
+
+    /// Sends a response through a server transaction and moves it on (§17.2.1, RFC 6026).
+    pub(super) fn send_server_response(
+        &mut self,
+        now: Instant,
+        sid: ServerId,
+        code: u16,
+        bytes: Vec<u8>,
+    ) {
+        let Some(st) = self.tx.server_mut(sid) else {
+            return;
+        };
+        let to = st.peer;
+        let was_pending = st.is_pending();
+        let timers = st.on_response(now, code, &bytes);
+        let terminated = st.state == ServerState::Terminated;
+        self.tx.server_changed(was_pending, sid);
+        self.tx.schedule_all(timers, Owner::Server(sid));
+        self.send(to, bytes);
+        if terminated {
+            self.tx.remove_server(sid);
+        }
+    }
+
+    /// A retransmitted request: the last response again (§17.2.1, §17.2.2).
+    pub(super) fn retransmit_server(&mut self, sid: ServerId) {
+        let Some(st) = self.tx.server(sid) else {
+            return;
+        };
+        if !st.answers_retransmissions() {
+            return;
+        }
+        if let Some(last) = &st.last_response {
+            let (to, bytes) = (st.peer, last.clone());
+            self.send(to, bytes);
+        }
+    }
+
+    /// The ACK for a non-2xx final we sent (§17.2.1).
+    pub(super) fn ack_for_final(&mut self, now: Instant, sid: ServerId) {
+        let Some(st) = self.tx.server_mut(sid) else {
+            return;
+        };
+        let timers = st.on_ack(now);
+        let terminated = st.state == ServerState::Terminated;
+        self.tx.schedule_all(timers, Owner::Server(sid));
+        if terminated {
+            self.tx.remove_server(sid);
+        }
+    }
+}

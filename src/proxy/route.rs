@@ -1,0 +1,301 @@
+//! Routing (RFC 3261 §16.4–§16.6): which addresses are ours, where a request goes, and the
+//! forwarded copy of a request with its byte edits (Via, Max-Forwards, Route,
+//! Record-Route, P-Asserted-Identity); loop detection (§16.3 item 4).
+
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use super::edit::{self, Splice};
+use super::{Peer, Proxy, Transport};
+use crate::sip::header::{parse_contacts, Via};
+use crate::sip::uri::{Scheme, Uri};
+use crate::sip::{HeaderName, Message};
+
+/// Our branch parameters start with this, after the magic cookie.
+pub(super) const BRANCH_PREFIX: &str = "z9hG4bKsS";
+/// Max-Forwards put on requests that had none (RFC 3261 §16.6 item 3).
+pub(super) const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+impl Proxy {
+    /// The next hop for an out-of-dialog request that is not screened: the tenant's, else the
+    /// server's.
+    pub(super) fn default_destination(&self, msg: &Message, from: Peer) -> Peer {
+        let policy = &self.policy;
+        fn host(u: Option<&str>) -> Option<&str> {
+            u.and_then(|u| Uri::parse(u).ok()).map(|u| u.host)
+        }
+        let from_uri = msg.from().map(|f| f.uri);
+        let domains: Vec<&str> = [host(from_uri), host(msg.request_uri())]
+            .into_iter()
+            .flatten()
+            .collect();
+        let hop = policy
+            .tenant_for(&domains, Some(from.addr.ip()))
+            .and_then(|t| policy.tenants[t].spec.next_hop)
+            .unwrap_or(policy.default_next_hop);
+        self.settings.server.hop(hop)
+    }
+
+    /// Where an in-dialog request goes: the first Route that is not ours, else the
+    /// Request-URI, else (Request-URI is us) the dialog's next hop or the default one. A host
+    /// that is a name rather than an address goes to the default next hop, which does the DNS
+    /// (sipscreen does none).
+    pub(super) fn in_dialog_destination(&self, msg: &Message) -> Peer {
+        let ours = self.our_route_count(msg);
+        let next_route = msg
+            .header_values(HeaderName::Route)
+            .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
+            .nth(ours)
+            .map(|na| na.uri);
+        let default = self.settings.server.hop(self.policy.default_next_hop);
+        if let Some(uri) = next_route {
+            return uri_target(uri).unwrap_or(default);
+        }
+        if !self.addressed_to_us(msg) {
+            return msg.request_uri().and_then(uri_target).unwrap_or(default);
+        }
+        self.dialogs.hop(msg.call_id()).unwrap_or(default)
+    }
+
+    /// Whether a URI names one of our listeners.
+    pub(super) fn is_us(&self, uri: &str) -> bool {
+        let Ok(u) = Uri::parse(uri) else { return false };
+        if u.scheme == Scheme::Tel {
+            return false;
+        }
+        let Ok(ip) = u.host_unbracketed().parse::<IpAddr>() else {
+            return false;
+        };
+        let port = u
+            .port
+            .unwrap_or(if u.scheme == Scheme::Sips { 5061 } else { 5060 });
+        self.settings
+            .server
+            .listen
+            .iter()
+            .any(|l| l.addr.ip() == ip && l.addr.port() == port)
+    }
+
+    /// How many Route values at the top are ours (loose routing, §16.4).
+    pub(super) fn our_route_count(&self, msg: &Message) -> usize {
+        msg.header_values(HeaderName::Route)
+            .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
+            .take_while(|na| self.is_us(na.uri))
+            .count()
+    }
+
+    /// A request for us: Request-URI names us and no Route is left once ours are taken off.
+    pub(super) fn addressed_to_us(&self, msg: &Message) -> bool {
+        let routes = msg
+            .header_values(HeaderName::Route)
+            .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
+            .count();
+        routes == self.our_route_count(msg) && msg.request_uri().is_some_and(|u| self.is_us(u))
+    }
+
+    /// Our address towards `to`: the listener of the same transport and family.
+    pub(super) fn local_for(&self, to: Peer) -> Peer {
+        let listen = &self.settings.server.listen;
+        listen
+            .iter()
+            .find(|l| l.transport == to.transport && l.addr.is_ipv4() == to.addr.is_ipv4())
+            .or_else(|| {
+                listen
+                    .iter()
+                    .find(|l| l.addr.is_ipv4() == to.addr.is_ipv4())
+            })
+            .or(listen.first())
+            .copied()
+            .unwrap_or(Peer {
+                transport: to.transport,
+                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            })
+    }
+
+    pub(super) fn is_loop(&self, msg: &Message, hash: u64) -> bool {
+        let mine = format!("{BRANCH_PREFIX}{hash:016x}.");
+        msg.vias().flatten().any(|v| {
+            v.branch().is_some_and(|b| b.starts_with(&mine))
+                && self.settings.server.listen.iter().any(|l| {
+                    v.host
+                        .trim_matches(['[', ']'])
+                        .parse::<IpAddr>()
+                        .is_ok_and(|ip| ip == l.addr.ip())
+                        && v.port.unwrap_or(5060) == l.addr.port()
+                })
+        })
+    }
+
+    /// The forwarded copy of a request (§16.6): our Via on top with a new branch, received and
+    /// rport on the previous hop's Via, Max-Forwards decremented (or added), our Route entries
+    /// removed, Record-Route added when asked, and an untrusted P-Asserted-Identity removed.
+    pub(super) fn forward_bytes(
+        &self,
+        msg: &Message,
+        from: Peer,
+        to: Peer,
+        branch: &str,
+        record_route: bool,
+        max_forwards: Option<u8>,
+    ) -> Vec<u8> {
+        let local = self.local_for(to);
+        let mut s = Splice::default();
+        let line_end = msg.start_line().end;
+        let mut top = format!(
+            "Via: SIP/2.0/{} {};branch={branch}\r\n",
+            transport_name(local.transport),
+            host_port(local.addr)
+        );
+        if record_route {
+            let inbound = self.local_for(from);
+            if inbound != local {
+                top.push_str(&format!("Record-Route: {}\r\n", rr_uri(local)));
+            }
+            top.push_str(&format!("Record-Route: {}\r\n", rr_uri(inbound)));
+        }
+        s.insert(line_end, top);
+        if let Some(via) = msg.top_via() {
+            // RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
+            let mut params = String::new();
+            let elsewhere =
+                via.host.trim_matches(['[', ']']).parse::<IpAddr>().ok() != Some(from.addr.ip());
+            if (elsewhere || via.rport().is_some()) && via.received().is_none() {
+                params.push_str(&format!(";received={}", from.addr.ip()));
+            }
+            if let Some(None) = via.rport() {
+                if let Some(at) = rport_end(msg, &via) {
+                    s.insert(at, format!("={}", from.addr.port()));
+                }
+            }
+            if !params.is_empty() {
+                s.insert(via.params_end, params);
+            }
+        }
+        match msg.header(HeaderName::MaxForwards) {
+            Some(h) => s.replace(
+                h.value.clone(),
+                max_forwards
+                    .map_or(DEFAULT_MAX_FORWARDS, |m| m.saturating_sub(1))
+                    .to_string(),
+            ),
+            None => s.insert(
+                msg.blank_line().start,
+                format!("Max-Forwards: {DEFAULT_MAX_FORWARDS}\r\n"),
+            ),
+        }
+        let ours = self.our_route_count(msg);
+        edit::remove_first_values(msg, HeaderName::Route, ours, &mut s);
+        if !self.settings.server.is_trusted(from.addr.ip()) {
+            for h in msg
+                .headers()
+                .iter()
+                .filter(|h| h.name == HeaderName::PAssertedIdentity)
+            {
+                s.remove(h.line.clone());
+            }
+        }
+        s.apply(msg.bytes())
+    }
+}
+
+pub(super) fn transport_name(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+    }
+}
+
+pub(super) fn host_port(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.to_string(),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+pub(super) fn rr_uri(local: Peer) -> String {
+    match local.transport {
+        Transport::Udp => format!("<sip:{};lr>", host_port(local.addr)),
+        Transport::Tcp => format!("<sip:{};transport=tcp;lr>", host_port(local.addr)),
+    }
+}
+
+/// Where `rport` ends in the top Via, to fill in its value.
+fn rport_end(msg: &Message, via: &Via<'_>) -> Option<usize> {
+    let text = msg.text(&via.range);
+    let lower = text.to_ascii_lowercase();
+    let mut search = 0;
+    while let Some(i) = lower[search..].find("rport") {
+        let start = search + i;
+        let end = start + 5;
+        let before_ok = lower[..start].trim_end().ends_with(';');
+        let after = lower[end..].trim_start();
+        if before_ok && (after.is_empty() || after.starts_with(';') || after.starts_with(',')) {
+            return Some(via.range.start + end);
+        }
+        search = end;
+    }
+    None
+}
+
+/// The user part of a sip/sips URI, or the number of a tel URI.
+pub(super) fn uri_user(uri: &str) -> Option<&str> {
+    Uri::parse(uri).ok().and_then(|u| u.user)
+}
+
+/// Where a SIP URI points: its host must be an IP address (sipscreen does no DNS).
+pub(super) fn uri_target(uri: &str) -> Option<Peer> {
+    let u = Uri::parse(uri).ok()?;
+    if u.scheme == Scheme::Tel {
+        return None;
+    }
+    let ip: IpAddr = u.host_unbracketed().parse().ok()?;
+    let transport = match u.param("transport") {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    Some(Peer {
+        transport,
+        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+    })
+}
+
+/// Where responses to a request go (RFC 3261 §18.2.2, RFC 3581 §4): over the same
+/// connection for TCP; for UDP, to the source address, at the source port when `rport` was
+/// asked for, else at the Via's port.
+pub(super) fn response_peer(from: Peer, via: &Via<'_>) -> Peer {
+    if from.transport == Transport::Tcp || via.rport().is_some() {
+        return from;
+    }
+    Peer {
+        transport: from.transport,
+        addr: SocketAddr::new(from.addr.ip(), via.port.unwrap_or(5060)),
+    }
+}
+
+/// The fields that make a request the same when it comes back (§16.3 item 4).
+pub(super) fn loop_hash(msg: &Message) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.request_uri().hash(&mut h);
+    msg.from().and_then(|f| f.tag()).hash(&mut h);
+    msg.to().and_then(|t| t.tag()).hash(&mut h);
+    msg.call_id().hash(&mut h);
+    msg.cseq().map(|c| c.number).ok().hash(&mut h);
+    for r in msg.header_values(HeaderName::Route) {
+        r.hash(&mut h);
+    }
+    for r in msg.header_values(HeaderName::ProxyRequire) {
+        r.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Proxy {
+    /// A new branch for a request we forward: the loop-detection hash of the request, then a
+    /// number never used before.
+    pub(super) fn new_branch(&mut self, loop_hash: u64) -> String {
+        format!(
+            "{BRANCH_PREFIX}{loop_hash:016x}.{:x}",
+            self.tx.branch_number()
+        )
+    }
+}
