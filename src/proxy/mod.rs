@@ -204,6 +204,3 @@ impl Proxy {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

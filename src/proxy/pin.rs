@@ -244,13 +244,27 @@ impl Ports {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use std::time::Duration;
 
-    const CONFIG: &str = "[server]\nlisten = [\"udp:127.0.0.1:5060\"]\nnext_hop = \"udp:127.0.0.1:5070\"\n[pin]\nattempts = 2\nmax_digits = 8\n[brand]\nname = \"b\"\n[[tenant]]\nname = \"t\"\ncountry = \"ES\"\n";
+    fn settings() -> PinSettings {
+        PinSettings {
+            attempts: 2,
+            max_digits: 8,
+            first_digit_timeout: Duration::from_secs(10),
+            inter_digit_timeout: Duration::from_secs(5),
+            prompt: crate::media::prompt::Prompt::tone(),
+            rtp_ports: (40000, 40010),
+            dial_prefix: None,
+            lockout: LockoutSettings {
+                failures: 5,
+                window: Duration::from_secs(600),
+                lock: Duration::from_secs(900),
+            },
+        }
+    }
 
-    fn session(now: Instant) -> (PinSession, Config) {
-        let config = Config::from_toml(CONFIG, "t.toml", None).unwrap();
+    fn session(now: Instant) -> (PinSession, PinSettings) {
+        let settings = settings();
         let offer = sdp::parse_offer(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
         let s = PinSession::new(
             now,
@@ -262,26 +276,26 @@ mod tests {
             "c",
             None,
             Pin::new("1234"),
-            &config.proxy.pin,
+            &settings,
             42,
         );
-        (s, config)
+        (s, settings)
     }
 
     #[test]
     fn prompt_is_paced_and_numbered() {
         let t0 = Instant::now();
         let (mut s, config) = session(t0);
-        let first = s.next_packet(t0, &config.proxy.pin).unwrap();
+        let first = s.next_packet(t0, &config).unwrap();
         let p = rtp::parse(&first).unwrap();
         assert!(p.marker && p.payload_type == 0 && p.payload.len() == 160);
         assert!(
-            s.next_packet(t0 + Duration::from_millis(10), &config.proxy.pin)
+            s.next_packet(t0 + Duration::from_millis(10), &config)
                 .is_none(),
             "20 ms pacing"
         );
         let second = s
-            .next_packet(t0 + Duration::from_millis(20), &config.proxy.pin)
+            .next_packet(t0 + Duration::from_millis(20), &config)
             .unwrap();
         let q = rtp::parse(&second).unwrap();
         assert_eq!(
@@ -291,11 +305,11 @@ mod tests {
         // The whole tone, then nothing.
         let mut n = 2;
         let mut t = t0 + Duration::from_millis(40);
-        while s.next_packet(t, &config.proxy.pin).is_some() {
+        while s.next_packet(t, &config).is_some() {
             n += 1;
             t += Duration::from_millis(20);
         }
-        assert_eq!(n, config.proxy.pin.prompt.frames());
+        assert_eq!(n, config.prompt.frames());
         assert_eq!(s.next_frame, None);
     }
 
@@ -329,7 +343,7 @@ mod tests {
         let (mut s, config) = session(t0);
         let mut t = t0;
         while s.next_frame.is_some() {
-            s.next_packet(t, &config.proxy.pin);
+            s.next_packet(t, &config);
             t += Duration::from_millis(20);
         }
         assert_eq!(s.on_timeout(t + Duration::from_secs(9)), None);

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::*;
-use crate::config::Config;
+use sipscreen::config::Config;
+use sipscreen::proxy::{MediaCommand, Peer, Proxy, Transmit, Transport, TIMER_C};
 
 const CONFIG: &str = r#"
 [server]
@@ -692,7 +692,7 @@ fn held(w: &mut World, branch: &str) -> (u16, String) {
 }
 
 fn event(digit: u8, ts: u32) -> Vec<u8> {
-    crate::media::rtp::write(false, 101, ts as u16, ts, 77, &[digit, 0x80 | 10, 0, 160])
+    sipscreen::media::rtp::write(false, 101, ts as u16, ts, 77, &[digit, 0x80 | 10, 0, 160])
 }
 
 #[test]
