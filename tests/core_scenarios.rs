@@ -25,6 +25,7 @@ name = "b"
 [[tenant]]
 name = "acme"
 country = "ES"
+sources = ["127.0.0.1/32"]
 
   [[tenant.users]]
   name = "alice"
@@ -691,6 +692,11 @@ fn held(w: &mut World, branch: &str) -> (u16, String) {
     (port, progress)
 }
 
+/// Where the caller of the scenarios sends RTP from (its offer's address).
+fn caller_rtp() -> SocketAddr {
+    "127.0.0.1:6000".parse().unwrap()
+}
+
 fn event(digit: u8, ts: u32) -> Vec<u8> {
     sipscreen::media::rtp::write(false, 101, ts as u16, ts, 77, &[digit, 0x80 | 10, 0, 160])
 }
@@ -714,7 +720,7 @@ fn pin_by_rtp_events_forwards_the_call() {
     for (i, d) in [1u8, 2, 3, 4, 11].into_iter().enumerate() {
         for _ in 0..3 {
             w.proxy
-                .handle_rtp(w.now, port, &event(d, 1000 + 800 * i as u32));
+                .handle_rtp(w.now, port, caller_rtp(), &event(d, 1000 + 800 * i as u32));
         }
     }
     let out = w.sent();
@@ -786,7 +792,7 @@ fn three_wrong_pins_give_403_and_cancel_gives_487() {
     for attempt in 0..3u32 {
         for (i, d) in [5u8, 11].into_iter().enumerate() {
             w.proxy
-                .handle_rtp(w.now, port, &event(d, 10_000 * attempt + 1000 * i as u32));
+                .handle_rtp(w.now, port, caller_rtp(), &event(d, 10_000 * attempt + 1000 * i as u32));
         }
     }
     let out = w.sent();

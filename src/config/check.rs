@@ -673,6 +673,11 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             server,
             limits,
             pin,
+            auth: Default::default(),
+            secret: crate::proxy::Secret::random().unwrap_or_else(|e| {
+                ck.error(None, "", e);
+                crate::proxy::Secret::new([0; 32])
+            }),
         },
         policy: std::sync::Arc::new(policy),
         warnings: std::mem::take(&mut ck.warnings),
@@ -746,6 +751,9 @@ fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limit
         }
     }
     Limits {
+        max_dialogs: d.max_dialogs,
+        dialog_timeout: d.dialog_timeout,
+        per_source: d.per_source,
         max_message_size: size as usize,
         max_transactions: ck.positive(
             &raw.max_transactions,

@@ -41,6 +41,11 @@ impl Collector {
         self.deadline = now + self.first;
     }
 
+    /// Whether the caller has started typing this entry.
+    pub fn has_digits(&self) -> bool {
+        !self.digits.is_empty()
+    }
+
     /// When [`Collector::on_timeout`] should be called.
     pub fn deadline(&self) -> Instant {
         self.deadline

@@ -362,20 +362,30 @@ impl Policy {
     /// SPEC §4.1: the first tenant whose domains contain the From or Request-URI domain, else
     /// the first whose sources contain the source address; with one tenant, that tenant.
     pub fn tenant_for(&self, domains: &[&str], source: Option<IpAddr>) -> Option<TenantId> {
-        let by_domain = self.tenants.iter().position(|t| {
+        self.tenant_by_domain(domains)
+            .or_else(|| source.and_then(|ip| self.tenant_by_source(ip)))
+            .or(self.only_tenant())
+    }
+
+    /// The first tenant one of whose domains is among `domains`.
+    pub fn tenant_by_domain(&self, domains: &[&str]) -> Option<TenantId> {
+        self.tenants.iter().position(|t| {
             t.spec
                 .domains
                 .iter()
                 .any(|d| domains.iter().any(|x| d.eq_ignore_ascii_case(x)))
-        });
-        let by_source = || {
-            let ip = source?;
-            self.tenants
-                .iter()
-                .position(|t| t.spec.sources.iter().any(|n| n.contains(&ip)))
-        };
-        by_domain
-            .or_else(by_source)
-            .or((self.tenants.len() == 1).then_some(0))
+        })
+    }
+
+    /// The first tenant (in file order) whose `sources` contain `ip`.
+    pub fn tenant_by_source(&self, ip: IpAddr) -> Option<TenantId> {
+        self.tenants
+            .iter()
+            .position(|t| t.spec.sources.iter().any(|n| n.contains(&ip)))
+    }
+
+    /// The tenant, when there is only one.
+    pub fn only_tenant(&self) -> Option<TenantId> {
+        (self.tenants.len() == 1).then_some(0)
     }
 }

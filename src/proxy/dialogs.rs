@@ -1,49 +1,154 @@
-//! Dialog memory: the next hop of each dialog's INVITE, by Call-ID, for in-dialog requests
-//! that reach us with our own address as Request-URI and no Route (peers that ignore
-//! Record-Route, as SIPp's built-in scenarios do).
+//! The dialogs sipscreen admitted (SPEC §5.1): a To tag is not a pass. A dialog is made
+//! from the first 1xx (with a To tag) or 2xx of an INVITE that was screened and forwarded,
+//! and found again by Call-ID and the two tags, in either direction. It remembers both ends
+//! as the INVITE saw them, so an in-dialog request (a re-INVITE included) always goes to
+//! the other end of its dialog and never anywhere else. It ends when a BYE completes, when
+//! its INVITE fails (early dialogs), or after `dialog_timeout_s` without a request.
 //!
-//! Bounded: an entry is dropped after [`DIALOG_TTL`], when its dialog's BYE is answered, and
-//! the oldest go first once there are more than the cap given.
+//! Bounded: at most `max_dialogs` (new calls get 503 beyond it, see the request path), and
+//! every entry is removed when its dialog ends; expiry uses one timer per dialog.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
 use super::Peer;
+use crate::sip::Message;
 
-/// How long the next hop of a dialog is remembered.
-const DIALOG_TTL: Duration = Duration::from_secs(12 * 3600);
+/// A dialog, by index (timers name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DialogId(pub(super) u64);
+
+/// Which way a request goes in its dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the caller (the From tag is the INVITE's): towards the callee's side.
+    Downstream,
+    /// From the callee: towards the caller.
+    Upstream,
+}
+
+#[derive(Debug)]
+pub(super) struct Dialog {
+    call_id: Box<str>,
+    caller_tag: Box<str>,
+    callee_tag: Box<str>,
+    /// Where the INVITE came from.
+    caller: Peer,
+    /// Where the INVITE went (the branch that answered).
+    callee: Peer,
+    /// A 2xx came: no longer early.
+    pub(super) confirmed: bool,
+    /// When a request last came in this dialog.
+    pub(super) last_request: Instant,
+    key: u64,
+}
+
+impl Dialog {
+    /// Where a request of this dialog goes.
+    pub(super) fn destination(&self, d: Direction) -> Peer {
+        match d {
+            Direction::Downstream => self.callee,
+            Direction::Upstream => self.caller,
+        }
+    }
+}
 
 #[derive(Default)]
 pub(super) struct Dialogs {
-    hops: HashMap<Box<str>, (Peer, Instant)>,
-    order: VecDeque<(Instant, Box<str>)>,
+    by_key: HashMap<u64, DialogId>,
+    dialogs: HashMap<DialogId, Dialog>,
+    /// Keys are a keyed hash of the Call-ID and the two tags (in either order), checked
+    /// against the stored strings, so a lookup allocates nothing and nobody can aim
+    /// collisions at the table.
+    hasher: RandomState,
 }
 
 impl Dialogs {
-    /// The next hop of the dialog `call_id`, if known.
-    pub(super) fn hop(&self, call_id: &str) -> Option<Peer> {
-        self.hops.get(call_id).map(|(hop, _)| *hop)
+    fn key(&self, call_id: &str, a: &str, b: &str) -> u64 {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        self.hasher.hash_one((call_id, lo, hi))
     }
 
-    /// Remembers where the INVITE of `call_id` went; the expired, and the oldest beyond
-    /// `cap`, are forgotten first.
-    pub(super) fn remember(&mut self, now: Instant, call_id: &str, hop: Peer, cap: usize) {
-        while let Some(&(at, _)) = self.order.front() {
-            if now.duration_since(at) < DIALOG_TTL && self.hops.len() < cap {
-                break;
-            }
-            if let Some((_, id)) = self.order.pop_front() {
-                if self.hops.get(&id).is_some_and(|(_, t)| *t == at) {
-                    self.hops.remove(&id);
-                }
+    /// The dialog of an in-dialog request, and which way it goes.
+    pub(super) fn find(&self, msg: &Message) -> Option<(DialogId, Direction)> {
+        let from_tag = msg.from().and_then(|f| f.tag())?;
+        let to_tag = msg.to().and_then(|t| t.tag())?;
+        let call_id = msg.call_id();
+        let id = *self.by_key.get(&self.key(call_id, from_tag, to_tag))?;
+        let d = self.dialogs.get(&id)?;
+        if &*d.call_id != call_id {
+            return None;
+        }
+        if &*d.caller_tag == from_tag && &*d.callee_tag == to_tag {
+            Some((id, Direction::Downstream))
+        } else if &*d.callee_tag == from_tag && &*d.caller_tag == to_tag {
+            Some((id, Direction::Upstream))
+        } else {
+            None
+        }
+    }
+
+    pub(super) fn get(&self, id: DialogId) -> Option<&Dialog> {
+        self.dialogs.get(&id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: DialogId) -> Option<&mut Dialog> {
+        self.dialogs.get_mut(&id)
+    }
+
+    /// A 1xx/2xx with a To tag for a screened INVITE: the dialog it makes (or had made),
+    /// and whether it is new (then a timer is needed).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_response(
+        &mut self,
+        id: DialogId,
+        response: &Message,
+        caller: Peer,
+        callee: Peer,
+        confirmed: bool,
+        now: Instant,
+    ) -> Option<(DialogId, bool)> {
+        let caller_tag = response.from().and_then(|f| f.tag())?;
+        let callee_tag = response.to().and_then(|t| t.tag())?;
+        let call_id = response.call_id();
+        let key = self.key(call_id, caller_tag, callee_tag);
+        if let Some(&existing) = self.by_key.get(&key) {
+            let d = self.dialogs.get_mut(&existing)?;
+            d.confirmed |= confirmed;
+            return Some((existing, false));
+        }
+        self.by_key.insert(key, id);
+        self.dialogs.insert(
+            id,
+            Dialog {
+                call_id: call_id.into(),
+                caller_tag: caller_tag.into(),
+                callee_tag: callee_tag.into(),
+                caller,
+                callee,
+                confirmed,
+                last_request: now,
+                key,
+            },
+        );
+        Some((id, true))
+    }
+
+    pub(super) fn remove(&mut self, id: DialogId) {
+        if let Some(d) = self.dialogs.remove(&id) {
+            if self.by_key.get(&d.key) == Some(&id) {
+                self.by_key.remove(&d.key);
             }
         }
-        self.hops.insert(call_id.into(), (hop, now));
-        self.order.push_back((now, call_id.into()));
     }
 
-    /// The dialog ended (its BYE was answered).
-    pub(super) fn forget(&mut self, call_id: &str) {
-        self.hops.remove(call_id);
+    /// When the dialog expires, if it still exists: `None` once it is gone.
+    pub(super) fn expiry(&self, id: DialogId, timeout: Duration) -> Option<Instant> {
+        self.dialogs.get(&id).map(|d| d.last_request + timeout)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.dialogs.len()
     }
 }

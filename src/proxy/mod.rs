@@ -22,10 +22,13 @@
 //! - [`table`] and [`transaction`]: the transactions, their keys and the timer heap;
 //! - [`reply`]: the responses and requests the core writes itself; [`edit`]: byte splices.
 
+mod admit;
+pub mod auth;
 mod client;
 mod dialogs;
 pub mod edit;
 mod hold;
+pub mod limiter;
 mod peer;
 pub mod pin;
 mod recursion;
@@ -34,6 +37,7 @@ mod request;
 mod response;
 mod route;
 mod screen;
+mod secret;
 mod settings;
 mod table;
 mod timers;
@@ -48,7 +52,8 @@ use crate::policy::{Decision, Policy};
 use crate::sip::{Message, ReplyLines};
 
 pub use peer::{MediaCommand, Peer, Transmit, Transport};
-pub use reply::build_response;
+pub use limiter::PerSource;
+pub use secret::Secret;
 pub use settings::{Limits, Lockout, PinSettings, Server, Settings};
 pub use table::{ServerId, SessionId};
 pub use transaction::{T1, T2, T4, TIMER_C};
@@ -61,19 +66,40 @@ pub struct Proxy {
     outbox: VecDeque<Transmit>,
     dialogs: dialogs::Dialogs,
     holds: hold::Holds,
+    nonces: auth::Nonces,
+    limiter: limiter::Limiter,
+    /// The first instant the core was given: its clock for nonces.
+    epoch: Option<Instant>,
     accepting: bool,
-    overload: Overload,
+    overload: Throttle,
+    /// Requests refused at admission or as strangers to every dialog, for one log line a
+    /// second.
+    refusals: Throttle,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
 }
 
-/// Requests refused at the transaction limit since the last warning, and when it was: the
-/// warning is logged once a second at most, since logging each refusal would add cost
-/// exactly when the proxy is overloaded.
+/// A warning logged once a second at most, with how many times it happened meanwhile:
+/// logging each refusal would add cost exactly when the proxy is flooded.
 #[derive(Default)]
-struct Overload {
-    refused: u64,
+struct Throttle {
+    count: u64,
     logged_at: Option<Instant>,
+}
+
+impl Throttle {
+    /// Counts one; returns how many to report when it is time to log.
+    fn hit(&mut self, now: Instant) -> Option<u64> {
+        self.count += 1;
+        if self
+            .logged_at
+            .is_some_and(|t| now.saturating_duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
 }
 
 /// One screened out-of-dialog INVITE: what was decided, about which call, when, from whom.
@@ -89,13 +115,17 @@ impl Proxy {
     pub fn new(settings: Settings, policy: Arc<Policy>) -> Self {
         Self {
             holds: hold::Holds::new(settings.pin.rtp_ports),
+            limiter: limiter::Limiter::new(settings.limits.per_source),
             settings,
             policy,
             tx: table::Table::default(),
             outbox: VecDeque::new(),
             dialogs: dialogs::Dialogs::default(),
+            nonces: auth::Nonces::default(),
+            epoch: None,
             accepting: true,
-            overload: Overload::default(),
+            overload: Throttle::default(),
+            refusals: Throttle::default(),
             screenings: None,
         }
     }
@@ -137,9 +167,15 @@ impl Proxy {
         self.accepting = false;
     }
 
-    /// Whether no transaction is in flight.
+    /// Whether no transaction is in flight (dialogs may still be remembered: see
+    /// [`Proxy::dialogs`]).
     pub fn is_idle(&self) -> bool {
         self.tx.is_empty()
+    }
+
+    /// Dialogs remembered (SPEC §5.1).
+    pub fn dialogs(&self) -> usize {
+        self.dialogs.len()
     }
 
     /// Whether a request is still waiting for its final response (what draining waits for).
@@ -180,6 +216,10 @@ impl Proxy {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return; // keep-alive (RFC 5626 CRLF)
         }
+        let request = !bytes.starts_with(b"SIP/2.0 ");
+        if request && !self.is_network(from.addr.ip()) && !self.charge(now, from, 1.0) {
+            return;
+        }
         match Message::parse(bytes) {
             Ok(msg) if msg.is_request() => self.handle_request(now, from, msg),
             Ok(msg) => self.handle_response(now, from, msg),
@@ -194,6 +234,27 @@ impl Proxy {
             Err(e) => {
                 tracing::warn!(source = %from.addr, error = %e, "malformed response, dropped")
             }
+        }
+    }
+
+    /// Takes `cost` from the per-source budget of an untrusted source; false when it is
+    /// banned (its requests are then ignored).
+    fn charge(&mut self, now: Instant, from: Peer, cost: f64) -> bool {
+        match self.limiter.take(now, from.addr.ip(), cost) {
+            limiter::Verdict::Pass => true,
+            limiter::Verdict::Banned { started } => {
+                if started {
+                    tracing::warn!(source = %from.addr, ban_s = self.settings.limits.per_source.ban.as_secs(), "source over its request rate, ignored");
+                }
+                false
+            }
+        }
+    }
+
+    /// Logs a request refused at admission or for an unknown dialog (throttled).
+    fn warn_refused(&mut self, now: Instant, from: Peer, msg: &Message, why: &'static str) {
+        if let Some(count) = self.refusals.hit(now) {
+            tracing::info!(source = %from.addr, call_id = msg.call_id(), method = %msg.method(), refused = count, why, "request refused");
         }
     }
 

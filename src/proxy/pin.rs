@@ -4,11 +4,14 @@
 //! attempts run out, or the caller hangs up. It only holds state and says what to send; the
 //! core sends it.
 //!
-//! Failures count per user ([`Lockout`]): past `failures` within `window`, every challenge
-//! for that user is rejected for `lock`. No PIN, and no digit entered, is ever logged.
+//! Callers type over the prompt (barge-in, SPEC §6 item 4): a digit stops it and counts.
+//! RTP is taken only from the caller's addresses (item 5). Failures count per user, per
+//! source address and, for callers who are not users, per caller number ([`Lockout`]):
+//! past `failures` within `window`, every challenge for any of them is rejected for
+//! `lock` (item 7). No PIN, and no digit entered, is ever logged.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::settings::{Lockout as LockoutSettings, PinSettings};
@@ -43,8 +46,15 @@ pub struct PinSession {
     /// Our To tag in the early dialog (INFO requests carry it).
     pub tag: String,
     pub call_id: Box<str>,
-    /// Whose failures count (`None` for an unknown caller).
+    /// The user being challenged (`None` for an unknown caller).
     pub user: Option<(TenantId, UserId)>,
+    /// Whose failures a wrong PIN counts against.
+    pub subjects: Vec<Subject>,
+    /// The addresses RTP is taken from: the offer's connection address and the INVITE's
+    /// source.
+    pub callers: [IpAddr; 2],
+    /// RTP packets dropped for coming from anywhere else.
+    pub foreign_rtp: u64,
     pin: Pin,
     attempts_left: u32,
     collector: Collector,
@@ -69,10 +79,13 @@ impl PinSession {
         tag: String,
         call_id: &str,
         user: Option<(TenantId, UserId)>,
+        subjects: Vec<Subject>,
+        source: IpAddr,
         pin: Pin,
         settings: &PinSettings,
         ssrc: u32,
     ) -> Self {
+        let callers = [offer.remote.ip(), source];
         let collector = Collector::new(
             now,
             settings.max_digits as usize,
@@ -87,6 +100,9 @@ impl PinSession {
             tag,
             call_id: call_id.into(),
             user,
+            subjects,
+            callers,
+            foreign_rtp: 0,
             pin,
             attempts_left: settings.attempts,
             collector,
@@ -119,10 +135,12 @@ impl PinSession {
         let due = self.next_frame.filter(|t| *t <= now)?;
         let index = self.frame?;
         let Some(payload) = settings.prompt.frame(index, self.offer.codec) else {
-            // The prompt is over: digits may still come until the first-digit timeout.
-            self.frame = None;
-            self.next_frame = None;
-            self.collector.restart(now);
+            // The prompt is over: the first-digit timeout runs from here, unless the caller
+            // has started typing (then the inter-digit timeout already runs).
+            self.stop_prompt();
+            if !self.collector.has_digits() {
+                self.collector.restart(now);
+            }
             return None;
         };
         let packet = rtp::write(
@@ -140,8 +158,20 @@ impl PinSession {
         Some(packet)
     }
 
-    /// An RTP packet from the caller: telephone-events become digits.
-    pub fn on_rtp(&mut self, now: Instant, packet: &[u8]) -> Option<Outcome> {
+    fn stop_prompt(&mut self) {
+        self.frame = None;
+        self.next_frame = None;
+    }
+
+    /// An RTP packet from `from`: telephone-events become digits when it is the caller's.
+    /// The prompt then goes where the caller's RTP comes from (symmetric RTP, for callers
+    /// behind NAT: the address is one of the caller's, so never a third party).
+    pub fn on_rtp(&mut self, now: Instant, from: SocketAddr, packet: &[u8]) -> Option<Outcome> {
+        if !self.callers.contains(&from.ip()) {
+            self.foreign_rtp += 1;
+            return None;
+        }
+        self.offer.remote = from;
         let p = rtp::parse(packet)?;
         if Some(p.payload_type) != self.offer.telephone_event {
             return None;
@@ -151,8 +181,9 @@ impl PinSession {
         digits.into_iter().find_map(|d| self.on_digit(now, d))
     }
 
-    /// A digit, from RTP or INFO.
+    /// A digit, from RTP or INFO: it stops the prompt (barge-in) and counts.
     pub fn on_digit(&mut self, now: Instant, digit: char) -> Option<Outcome> {
+        self.stop_prompt();
         let entry = self.collector.push(now, digit)?;
         Some(self.judge(now, entry))
     }
@@ -185,43 +216,108 @@ impl PinSession {
     }
 }
 
-/// Per-user failure counting (SPEC §6 item 3).
+/// Whose wrong PINs are counted (SPEC §6 items 3 and 7).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Subject {
+    User(TenantId, UserId),
+    /// A source address (an IPv6 one by its /64).
+    Source(IpAddr),
+    /// A caller who is not a user, by the number they call from.
+    Caller(TenantId, Box<str>),
+}
+
+impl Subject {
+    /// The source address subject of `ip`.
+    pub fn source(ip: IpAddr) -> Self {
+        Subject::Source(super::limiter::source_key(ip))
+    }
+}
+
+/// Subjects tracked at once; when full, those with nothing left to count are dropped.
+const MAX_SUBJECTS: usize = 65_536;
+
+#[derive(Debug, Default)]
+struct Record {
+    failures: VecDeque<Instant>,
+    locked_until: Option<Instant>,
+}
+
+/// Failure counting per [`Subject`].
 #[derive(Debug, Default)]
 pub struct Lockout {
-    failures: HashMap<(TenantId, UserId), VecDeque<Instant>>,
-    locked_until: HashMap<(TenantId, UserId), Instant>,
+    records: HashMap<Subject, Record>,
 }
 
 impl Lockout {
-    /// Whether challenges for `user` are refused at `now`.
-    pub fn is_locked(&self, user: (TenantId, UserId), now: Instant) -> bool {
-        self.locked_until.get(&user).is_some_and(|t| now < *t)
+    /// Whether challenges for any of `subjects` are refused at `now`.
+    pub fn is_locked(&self, subjects: &[Subject], now: Instant) -> bool {
+        subjects.iter().any(|s| {
+            self.records
+                .get(s)
+                .and_then(|r| r.locked_until)
+                .is_some_and(|t| now < t)
+        })
     }
 
-    /// A wrong PIN: returns true when this failure starts a lockout (to be logged once).
-    pub fn fail(&mut self, user: (TenantId, UserId), now: Instant, s: &LockoutSettings) -> bool {
-        let locked = self.is_locked(user, now);
-        let list = self.failures.entry(user).or_default();
-        list.push_back(now);
-        while list
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > s.window)
-        {
-            list.pop_front();
+    /// The subject's lockout, if it is locked at `now`: when it ends.
+    pub fn locked_until(&self, subject: &Subject, now: Instant) -> Option<Instant> {
+        self.records
+            .get(subject)
+            .and_then(|r| r.locked_until)
+            .filter(|t| now < *t)
+    }
+
+    /// A wrong PIN: the subjects this failure starts a lockout for (to be logged once).
+    pub fn fail(&mut self, subjects: &[Subject], now: Instant, s: &LockoutSettings) -> Vec<Subject> {
+        if self.records.len() + subjects.len() > MAX_SUBJECTS {
+            self.sweep(now, s);
         }
-        if list.len() >= s.failures as usize && !locked {
-            list.clear();
-            self.locked_until.insert(user, now + s.lock);
-            return true;
+        let mut started = Vec::new();
+        for subject in subjects {
+            if !self.records.contains_key(subject) && self.records.len() >= MAX_SUBJECTS {
+                continue;
+            }
+            let r = self.records.entry(subject.clone()).or_default();
+            let locked = r.locked_until.is_some_and(|t| now < t);
+            r.failures.push_back(now);
+            while r
+                .failures
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > s.window)
+            {
+                r.failures.pop_front();
+            }
+            if r.failures.len() >= s.failures as usize && !locked {
+                r.failures.clear();
+                r.locked_until = Some(now + s.lock);
+                started.push(subject.clone());
+            }
         }
-        false
+        started
+    }
+
+    /// Ends a lockout by hand (the admin API); returns whether there was one.
+    pub fn clear(&mut self, subject: &Subject) -> bool {
+        self.records.remove(subject).is_some()
+    }
+
+    /// Drops the records that no longer hold anything: no lock in force and no failure
+    /// within the window.
+    fn sweep(&mut self, now: Instant, s: &LockoutSettings) {
+        self.records.retain(|_, r| {
+            r.locked_until.is_some_and(|t| now < t)
+                || r.failures
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) <= s.window)
+        });
     }
 }
 
-/// A pool of RTP ports.
+/// A pool of RTP ports, handed out at random (SPEC §6 item 7: a range sprayed with digits
+/// finds no prompt by counting).
 #[derive(Debug)]
 pub struct Ports {
-    free: VecDeque<u16>,
+    free: Vec<u16>,
 }
 
 impl Ports {
@@ -232,12 +328,17 @@ impl Ports {
         }
     }
 
-    pub fn take(&mut self) -> Option<u16> {
-        self.free.pop_front()
+    /// A free port, chosen by `random`.
+    pub fn take(&mut self, random: u64) -> Option<u16> {
+        if self.free.is_empty() {
+            return None;
+        }
+        let at = (random % self.free.len() as u64) as usize;
+        Some(self.free.swap_remove(at))
     }
 
     pub fn give_back(&mut self, port: u16) {
-        self.free.push_back(port);
+        self.free.push(port);
     }
 }
 
@@ -263,6 +364,9 @@ mod tests {
         }
     }
 
+    const CALLER: SocketAddr =
+        SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 6000);
+
     fn session(now: Instant) -> (PinSession, PinSettings) {
         let settings = settings();
         let offer = sdp::parse_offer(b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 6000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n").unwrap();
@@ -275,6 +379,8 @@ mod tests {
             "tag".into(),
             "c",
             None,
+            vec![Subject::source(CALLER.ip())],
+            CALLER.ip(),
             Pin::new("1234"),
             &settings,
             42,
@@ -320,8 +426,8 @@ mod tests {
         let ev = |d: u8, ts: u32| rtp::write(false, 101, ts as u16, ts, 9, &[d, 0x80 | 10, 0, 160]);
         let mut outcome = None;
         for (i, d) in [1u8, 2, 3, 4, 11].into_iter().enumerate() {
-            outcome = s.on_rtp(t0, &ev(d, 1000 * i as u32)).or(outcome);
-            s.on_rtp(t0, &ev(d, 1000 * i as u32)); // repeated end packet: ignored
+            outcome = s.on_rtp(t0, CALLER, &ev(d, 1000 * i as u32)).or(outcome);
+            s.on_rtp(t0, CALLER, &ev(d, 1000 * i as u32)); // repeated end packet: ignored
         }
         assert_eq!(outcome, Some(Outcome::Accepted));
 
@@ -354,6 +460,73 @@ mod tests {
     }
 
     #[test]
+    fn digits_typed_over_the_prompt_count_and_stop_it() {
+        let t0 = Instant::now();
+        let (mut s, settings) = session(t0);
+        let ms = Duration::from_millis;
+        // One digit every 600 ms from the start: the prompt (1.4 s) is still playing for the
+        // first two.
+        let mut outcome = None;
+        let mut t = t0;
+        for (i, d) in ['1', '2', '3', '4', '#'].into_iter().enumerate() {
+            let at = t0 + ms(600 * i as u64);
+            while t < at {
+                s.next_packet(t, &settings);
+                assert_eq!(s.on_timeout(t), None);
+                t += ms(20);
+            }
+            outcome = s.on_digit(at, d).or(outcome);
+            if i == 0 {
+                assert_eq!(s.next_frame, None, "the first digit stops the prompt");
+            }
+        }
+        assert_eq!(outcome, Some(Outcome::Accepted));
+    }
+
+    #[test]
+    fn one_digit_then_silence_times_out_at_the_inter_digit_timeout() {
+        let t0 = Instant::now();
+        let (mut s, _) = session(t0);
+        assert_eq!(s.on_digit(t0 + Duration::from_millis(200), '1'), None);
+        assert_eq!(s.deadline(), t0 + Duration::from_millis(5200));
+        assert_eq!(s.on_timeout(t0 + Duration::from_millis(5199)), None);
+        assert_eq!(
+            s.on_timeout(t0 + Duration::from_millis(5200)),
+            Some(Outcome::Retry)
+        );
+    }
+
+    #[test]
+    fn rtp_from_anyone_but_the_caller_is_dropped() {
+        let t0 = Instant::now();
+        let (mut s, _) = session(t0);
+        let ev = |d: u8, ts: u32| rtp::write(false, 101, ts as u16, ts, 9, &[d, 0x80 | 10, 0, 160]);
+        let stranger: SocketAddr = "127.0.0.3:6000".parse().unwrap();
+        for (i, d) in [9u8, 9, 11].into_iter().enumerate() {
+            assert_eq!(s.on_rtp(t0, stranger, &ev(d, 1000 * i as u32)), None);
+        }
+        assert_eq!(s.foreign_rtp, 3);
+        let mut outcome = None;
+        for (i, d) in [1u8, 2, 3, 4, 11].into_iter().enumerate() {
+            outcome = s.on_rtp(t0, CALLER, &ev(d, 9000 + 1000 * i as u32)).or(outcome);
+        }
+        assert_eq!(outcome, Some(Outcome::Accepted));
+    }
+
+    #[test]
+    fn ports_are_handed_out_at_random_and_come_back() {
+        let mut p = Ports::new((40000, 40009));
+        let taken: Vec<u16> = [7u64, 3, 11].iter().filter_map(|r| p.take(*r)).collect();
+        assert!(taken.iter().all(|x| x % 2 == 0 && (40000..=40008).contains(x)));
+        assert_ne!(taken, vec![40000, 40002, 40004], "not in sequence");
+        p.take(0);
+        p.take(0);
+        assert_eq!(p.take(0), None, "five even ports");
+        p.give_back(taken[0]);
+        assert_eq!(p.take(5), Some(taken[0]));
+    }
+
+    #[test]
     fn lockout_after_failures_within_the_window() {
         let t0 = Instant::now();
         let s = LockoutSettings {
@@ -362,20 +535,33 @@ mod tests {
             lock: Duration::from_secs(900),
         };
         let mut l = Lockout::default();
-        let u = (0, 7);
-        assert!(!l.fail(u, t0, &s));
-        assert!(!l.fail(u, t0 + Duration::from_secs(1), &s));
-        assert!(
-            l.fail(u, t0 + Duration::from_secs(2), &s),
+        let u = [Subject::User(0, 7)];
+        assert!(l.fail(&u, t0, &s).is_empty());
+        assert!(l.fail(&u, t0 + Duration::from_secs(1), &s).is_empty());
+        assert_eq!(
+            l.fail(&u, t0 + Duration::from_secs(2), &s),
+            u.to_vec(),
             "third failure starts the lock"
         );
-        assert!(l.is_locked(u, t0 + Duration::from_secs(800)));
-        assert!(!l.is_locked(u, t0 + Duration::from_secs(903)));
-        assert!(!l.is_locked((0, 8), t0), "per user");
+        assert!(l.is_locked(&u, t0 + Duration::from_secs(800)));
+        assert!(!l.is_locked(&u, t0 + Duration::from_secs(903)));
+        assert!(!l.is_locked(&[Subject::User(0, 8)], t0), "per user");
         // Failures spread wider than the window do not lock.
         let mut l = Lockout::default();
         for i in 0..5 {
-            assert!(!l.fail(u, t0 + Duration::from_secs(700 * i), &s));
+            assert!(l.fail(&u, t0 + Duration::from_secs(700 * i), &s).is_empty());
         }
+        // A source and a caller number are counted on their own, and any of a call's
+        // subjects being locked refuses it.
+        let mut l = Lockout::default();
+        let ip: IpAddr = "127.0.0.2".parse().unwrap();
+        let from_ip = [Subject::source(ip), Subject::Caller(0, "600123".into())];
+        for i in 0..3 {
+            l.fail(&from_ip, t0 + Duration::from_secs(i), &s);
+        }
+        assert!(l.is_locked(&[Subject::User(0, 9), Subject::source(ip)], t0 + Duration::from_secs(5)));
+        assert!(l.is_locked(&[Subject::Caller(0, "600123".into())], t0 + Duration::from_secs(5)));
+        assert!(l.clear(&Subject::source(ip)));
+        assert!(!l.is_locked(&[Subject::source(ip)], t0 + Duration::from_secs(5)));
     }
 }

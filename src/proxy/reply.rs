@@ -1,10 +1,9 @@
 //! The messages the core writes itself (RFC 3261 §8.2.6 responses, §9.1 CANCEL, §17.1.1.3
 //! ACK) and the few rewrites of a forwarded copy that are not plain header edits.
 
-use std::hash::{Hash, Hasher};
-
 use super::edit::{self, Splice};
 use super::route::DEFAULT_MAX_FORWARDS;
+use super::secret::hex;
 use super::{Peer, Proxy, ServerId};
 use crate::sip::{HeaderName, Message, Method, ParseError, ReplyLines};
 
@@ -22,7 +21,7 @@ impl Proxy {
             return Vec::new();
         };
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        build_response(&st.request, code, reason, &extra)
+        build_response(&st.request, &self.local_tag(&st.request), code, reason, &extra)
     }
 
     /// Answers without keeping a transaction (OPTIONS to us, CANCEL, 4xx on checks).
@@ -34,8 +33,22 @@ impl Proxy {
         reason: &str,
         extra: &[(&str, &str)],
     ) {
-        let bytes = build_response(msg, code, reason, extra);
+        let bytes = build_response(msg, &self.local_tag(msg), code, reason, extra);
         self.send(to, bytes);
+    }
+
+    /// Our To tag for the responses to one request: the same for its retransmissions, and
+    /// unguessable (SPEC §5.1, §6 item 5: the PIN prompt's early dialog is known by it).
+    pub(super) fn local_tag(&self, msg: &Message) -> String {
+        let branch = msg.top_via().and_then(|v| v.branch().map(str::to_owned));
+        let cseq = msg.cseq().map(|c| c.number).unwrap_or(0);
+        let mac = self.settings.secret.mac(&[
+            b"tag",
+            msg.call_id().as_bytes(),
+            branch.as_deref().unwrap_or("").as_bytes(),
+            &cseq.to_be_bytes(),
+        ]);
+        format!("ss{}", hex(&mac[..8]))
     }
 
     pub(super) fn reason_header(&self) -> Vec<(&'static str, String)> {
@@ -87,6 +100,26 @@ pub(super) fn strip_dial_prefix(forwarded: &[u8], part: &str) -> Vec<u8> {
     s.apply(forwarded)
 }
 
+/// A forwarded request without the `Proxy-Authorization` values meant for our `realm`:
+/// credentials sipscreen consumed go no further (RFC 3261 §22.3).
+pub(super) fn strip_credentials(forwarded: &[u8], realm: &str) -> Vec<u8> {
+    let Ok(msg) = Message::parse(forwarded) else {
+        return forwarded.to_vec();
+    };
+    let mut s = Splice::default();
+    for h in msg
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::ProxyAuthorization)
+    {
+        let ours = super::auth::Credentials::parse(msg.text(&h.value)).is_some_and(|c| c.realm == realm);
+        if ours {
+            s.remove(h.line.clone());
+        }
+    }
+    s.apply(forwarded)
+}
+
 /// The response's copy without its top Via value (ours).
 pub(super) fn strip_top_via(msg: &Message) -> Vec<u8> {
     let mut s = Splice::default();
@@ -94,26 +127,21 @@ pub(super) fn strip_top_via(msg: &Message) -> Vec<u8> {
     s.apply(msg.bytes())
 }
 
-/// A deterministic To tag for our own responses to one request, so that retransmissions
-/// carry the same one.
-pub(super) fn local_tag(msg: &Message) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    msg.call_id().hash(&mut h);
-    msg.top_via()
-        .and_then(|v| v.branch().map(str::to_owned))
-        .hash(&mut h);
-    msg.cseq().map(|c| c.number).ok().hash(&mut h);
-    format!("ss{:x}", h.finish())
-}
-
-/// A response to `req` (§8.2.6).
-pub fn build_response(req: &Message, code: u16, reason: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    build_response_with_body(req, code, reason, extra, "", b"")
+/// A response to `req` (§8.2.6), with `tag` as our To tag when the request had none.
+pub(super) fn build_response(
+    req: &Message,
+    tag: &str,
+    code: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    build_response_with_body(req, tag, code, reason, extra, "", b"")
 }
 
 /// A response to `req` with a body of `content_type` (none when the body is empty).
 pub(super) fn build_response_with_body(
     req: &Message,
+    tag: &str,
     code: u16,
     reason: &str,
     extra: &[(&str, &str)],
@@ -134,7 +162,7 @@ pub(super) fn build_response_with_body(
                     out.extend_from_slice(line);
                 } else {
                     out.extend_from_slice(&req.bytes()[h.line.start..h.value.end]);
-                    out.extend_from_slice(format!(";tag={}\r\n", local_tag(req)).as_bytes());
+                    out.extend_from_slice(format!(";tag={tag}\r\n").as_bytes());
                 }
             }
             _ => {}

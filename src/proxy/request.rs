@@ -1,17 +1,18 @@
 //! Requests (RFC 3261 §16.3–§16.6): the stateless checks, then CANCEL (§16.10), DTMF by
-//! INFO for a PIN prompt, ACK for a 2xx (§16.11), and everything else through a server
-//! transaction towards where routing or screening sends it.
+//! INFO for a PIN prompt, in-dialog requests and ACK bound to the dialogs sipscreen
+//! admitted (SPEC §5.1), and new requests through admission (SPEC §4.1), screening and a
+//! server transaction.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::reply::{build_response, strip_dial_prefix};
+use super::admit::{Admission, Admitted};
+use super::reply::{build_response, strip_credentials, strip_dial_prefix};
 use super::route::{loop_hash, response_peer};
-use super::screen::Screened;
+use super::screen::{Challenge, Screened};
 use super::table::{ServerId, ServerKey};
 use super::transaction::{ServerState, ServerTx};
 use super::{Peer, Proxy};
 use crate::media;
-use crate::policy::{Pin, TenantId, UserId};
 use crate::sip::header::parse_max_forwards;
 use crate::sip::uri::Uri;
 use crate::sip::{HeaderName, Message, Method};
@@ -31,12 +32,21 @@ enum Next {
     Forward(Peer, Vec<u8>),
     Reject(u16, &'static str, Vec<(&'static str, String)>),
     Hold {
-        hop: Peer,
         bytes: Vec<u8>,
-        pin: Pin,
-        user: Option<(TenantId, UserId)>,
+        challenge: Challenge,
         offer: Result<media::sdp::Offer, media::sdp::OfferError>,
     },
+}
+
+/// Where an in-dialog request goes, and whether it belongs to a dialog sipscreen knows.
+enum InDialog {
+    /// Along its dialog.
+    Dialog(Peer),
+    /// From a trusted peer or tenant source, for a dialog sipscreen does not know (after a
+    /// restart, say): routed as it asks.
+    Network(Peer),
+    /// From anyone else, for no dialog sipscreen admitted: 481 (an ACK is dropped).
+    Stranger,
 }
 
 impl Proxy {
@@ -44,9 +54,9 @@ impl Proxy {
         let Some(c) = self.check(now, from, &msg) else {
             return;
         };
-        // DTMF by SIP INFO in the early dialog of a PIN prompt (SPEC §6).
+        // DTMF by SIP INFO in the early dialog of a PIN prompt (SPEC §6), from the caller.
         let pin_info = (c.method == Method::Info)
-            .then(|| self.holds.for_dialog(&msg))
+            .then(|| self.holds.for_dialog(&msg, from.addr.ip()))
             .flatten();
         match c.method {
             Method::Cancel => self.handle_cancel(now, &msg, c.resp_peer),
@@ -56,13 +66,53 @@ impl Proxy {
                 }
             }
             Method::Ack => {
-                // ACK for a 2xx, or a stray one: forwarded without a transaction (§16.11).
-                let dest = self.in_dialog_destination(&msg);
+                // ACK for a 2xx: forwarded without a transaction (§16.11), only within a
+                // dialog; a stray one is dropped, never relayed (SPEC §5.1).
+                let dest = match self.in_dialog(now, from, &msg) {
+                    InDialog::Dialog(dest) | InDialog::Network(dest) => dest,
+                    InDialog::Stranger => {
+                        self.warn_refused(now, from, &msg, "ACK for no dialog, dropped");
+                        return;
+                    }
+                };
                 let branch = self.new_branch(c.loop_hash);
                 let bytes = self.forward_bytes(&msg, from, dest, &branch, false, c.max_forwards);
                 self.send(dest, bytes);
             }
-            _ => self.handle_stateful(now, from, msg, c),
+            _ if msg.to().and_then(|t| t.tag()).is_some() => {
+                match self.in_dialog(now, from, &msg) {
+                    InDialog::Dialog(dest) | InDialog::Network(dest) => {
+                        self.forward_stateful(now, from, msg, c, Screened::Forward(dest, None))
+                    }
+                    InDialog::Stranger => {
+                        self.warn_refused(now, from, &msg, "in-dialog request for no dialog");
+                        self.reply_stateless(
+                            &msg,
+                            c.resp_peer,
+                            481,
+                            "Call/Transaction Does Not Exist",
+                            &[],
+                        );
+                    }
+                }
+            }
+            _ => self.handle_new(now, from, msg, c),
+        }
+    }
+
+    /// Where an in-dialog request goes (SPEC §5.1); a request of a known dialog refreshes
+    /// it.
+    fn in_dialog(&mut self, now: Instant, from: Peer, msg: &Message) -> InDialog {
+        if let Some((id, direction)) = self.dialogs.find(msg) {
+            if let Some(d) = self.dialogs.get_mut(id) {
+                d.last_request = now;
+                return InDialog::Dialog(d.destination(direction));
+            }
+        }
+        if self.is_network(from.addr.ip()) {
+            InDialog::Network(self.in_dialog_destination(msg))
+        } else {
+            InDialog::Stranger
         }
     }
 
@@ -140,38 +190,61 @@ impl Proxy {
         })
     }
 
-    /// Whether a request must be refused with 503: a new one while draining, or any at the
-    /// transaction limit (requests waiting for their final response: transactions that only
-    /// linger to absorb retransmissions, Timers J and L, are not work in flight).
-    fn refuse(
-        &mut self,
-        now: Instant,
-        from: Peer,
-        msg: &Message,
-        c: &Checked,
-        in_dialog: bool,
-    ) -> bool {
-        if !in_dialog && !self.accepting {
+    /// A request that starts something (out of dialog): refused while draining or at the
+    /// limits, then admitted (or answered 403/407), then screened (an INVITE) or sent to its
+    /// tenant's next hop.
+    fn handle_new(&mut self, now: Instant, from: Peer, msg: Message, c: Checked) {
+        if !self.accepting {
             self.reply_stateless(
-                msg,
+                &msg,
                 c.resp_peer,
                 503,
                 "Service Unavailable",
                 &[("Retry-After", "30")],
             );
-            return true;
+            return;
         }
+        if self.overloaded(now, from, &msg, &c) {
+            return;
+        }
+        let admitted = match self.admit(now, from, &msg) {
+            Admission::Admitted(a) => a,
+            refused => {
+                self.refuse_admission(now, from, &msg, c.resp_peer, refused);
+                return;
+            }
+        };
+        if c.method != Method::Invite {
+            let dest = self.tenant_destination(admitted.tenant);
+            let screened = Screened::Forward(dest, None);
+            return self.forward_new(now, from, msg, c, screened, &admitted);
+        }
+        if self.dialogs.len() >= self.settings.limits.max_dialogs {
+            if let Some(refused) = self.overload.hit(now) {
+                tracing::warn!(source = %from.addr, refused, "dialog limit reached, 503");
+            }
+            self.reply_stateless(
+                &msg,
+                c.resp_peer,
+                503,
+                "Service Unavailable",
+                &[("Retry-After", "5")],
+            );
+            return;
+        }
+        let screened = self.screen(now, &msg, from, &admitted);
+        self.forward_new(now, from, msg, c, screened, &admitted);
+    }
+
+    /// At the transaction limit (requests waiting for their final response: transactions
+    /// that only linger to absorb retransmissions, Timers J and L, are not work in flight),
+    /// a request gets 503.
+    fn overloaded(&mut self, now: Instant, from: Peer, msg: &Message, c: &Checked) -> bool {
         if self.tx.pending() < self.settings.limits.max_transactions {
             return false;
         }
-        let o = &mut self.overload;
-        o.refused += 1;
-        if o.logged_at
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            tracing::warn!(source = %from.addr, refused = o.refused, "transaction limit reached, 503");
-            o.refused = 0;
-            o.logged_at = Some(now);
+        if let Some(refused) = self.overload.hit(now) {
+            tracing::warn!(source = %from.addr, refused, "transaction limit reached, 503");
         }
         self.reply_stateless(
             msg,
@@ -183,58 +256,89 @@ impl Proxy {
         true
     }
 
-    /// A request that gets a server transaction: screened when it is a new INVITE, then
-    /// forwarded, rejected or held for a PIN.
-    fn handle_stateful(&mut self, now: Instant, from: Peer, msg: Message, c: Checked) {
-        let in_dialog = msg.to().and_then(|t| t.tag()).is_some();
-        if self.refuse(now, from, &msg, &c, in_dialog) {
+    /// A new request, admitted and screened: the forwarded copy loses what must not leave
+    /// sipscreen (our digest credentials, a dial-prefix PIN), and its transaction remembers
+    /// the caller so that the dialog it makes is bound to both ends.
+    fn forward_new(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: Message,
+        c: Checked,
+        screened: Screened,
+        admitted: &Admitted,
+    ) {
+        let invite = c.method == Method::Invite;
+        let realm = matches!(admitted.voucher, super::admit::Voucher::Digest(_))
+            .then(|| self.settings.auth.tenants.get(admitted.tenant))
+            .flatten()
+            .map(|r| r.realm.clone());
+        let pin_part = invite.then(|| self.dial_prefix_part(&msg)).flatten();
+        let record_route = invite && self.settings.server.record_route;
+        let network = admitted.is_network();
+        let sid = self.forward_with(now, from, msg, c, screened, record_route, |bytes| {
+            let mut bytes = bytes;
+            if let Some(realm) = &realm {
+                bytes = strip_credentials(&bytes, realm);
+            }
+            // A PIN given with the dial prefix never leaves sipscreen (SPEC §6 item 1).
+            if let Some(part) = &pin_part {
+                bytes = strip_dial_prefix(&bytes, part);
+            }
+            bytes
+        }, network);
+        if let (Some(sid), true) = (sid, invite) {
+            if let Some(st) = self.tx.server_mut(sid) {
+                st.dialog_caller = Some(from);
+            }
+        }
+    }
+
+    /// An in-dialog request along its dialog (never screened, SPEC §4).
+    fn forward_stateful(&mut self, now: Instant, from: Peer, msg: Message, c: Checked, screened: Screened) {
+        if self.overloaded(now, from, &msg, &c) {
             return;
         }
+        self.forward_with(now, from, msg, c, screened, false, |b| b, true);
+    }
 
-        // Where does it go? Screening reads the request before the transaction keeps it.
+    /// The server transaction of a request and what screening said: forward (the copy
+    /// edited by `edit`), reject, or hold for a PIN.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: Message,
+        c: Checked,
+        screened: Screened,
+        record_route: bool,
+        edit: impl Fn(Vec<u8>) -> Vec<u8>,
+        network: bool,
+    ) -> Option<ServerId> {
         let invite = c.method == Method::Invite;
-        let screened = if in_dialog {
-            Screened::Forward(self.in_dialog_destination(&msg), None)
-        } else if invite {
-            let screened = self.screen(now, &msg, from);
-            if let Screened::Forward(dest, _) = &screened {
-                let cap = self.settings.limits.max_transactions * 8;
-                self.dialogs.remember(now, msg.call_id(), *dest, cap);
-            }
-            screened
-        } else {
-            Screened::Forward(self.default_destination(&msg, from), None)
-        };
         let branch = self.new_branch(c.loop_hash);
-        let record_route = invite && !in_dialog && self.settings.server.record_route;
         let (next, recursion) = match screened {
             Screened::Forward(dest, recursion) => {
-                let mut bytes =
-                    self.forward_bytes(&msg, from, dest, &branch, record_route, c.max_forwards);
-                // A PIN given with the dial prefix never leaves sipscreen (SPEC §6 item 1).
-                if let Some(part) = (invite && !in_dialog)
-                    .then(|| self.dial_prefix_part(&msg))
-                    .flatten()
-                {
-                    bytes = strip_dial_prefix(&bytes, &part);
-                }
-                (Next::Forward(dest, bytes), recursion)
-            }
-            Screened::Challenge {
-                hop,
-                recursion,
-                pin,
-                user,
-            } => {
                 let bytes =
-                    self.forward_bytes(&msg, from, hop, &branch, record_route, c.max_forwards);
+                    self.forward_bytes(&msg, from, dest, &branch, record_route, c.max_forwards);
+                (Next::Forward(dest, edit(bytes)), recursion)
+            }
+            Screened::Challenge(mut challenge) => {
+                let recursion = challenge.recursion.take();
+                let bytes = self.forward_bytes(
+                    &msg,
+                    from,
+                    challenge.hop,
+                    &branch,
+                    record_route,
+                    c.max_forwards,
+                );
                 let offer = media::sdp::parse_offer(msg.body());
                 (
                     Next::Hold {
-                        hop,
-                        bytes,
-                        pin,
-                        user,
+                        bytes: edit(bytes),
+                        challenge,
                         offer,
                     },
                     recursion,
@@ -242,9 +346,7 @@ impl Proxy {
             }
             Screened::Reject(code, reason, extra) => (Next::Reject(code, reason, extra), None),
         };
-
-        // A server transaction from here on.
-        let trying = invite.then(|| build_response(&msg, 100, "Trying", &[]));
+        let trying = invite.then(|| build_response(&msg, "", 100, "Trying", &[]));
         let mut st = ServerTx::new(c.key, invite, c.resp_peer, from.transport, msg, branch);
         st.recursion = recursion;
         st.from = Some(from);
@@ -252,11 +354,6 @@ impl Proxy {
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
         }
-        self.proceed(now, sid, from, next, invite);
-    }
-
-    /// Carries out what screening said for the request of `sid`.
-    fn proceed(&mut self, now: Instant, sid: ServerId, from: Peer, next: Next, invite: bool) {
         match next {
             Next::Forward(dest, bytes) => self.start_client(now, sid, dest, bytes, invite),
             Next::Reject(code, reason, extra) => {
@@ -264,13 +361,12 @@ impl Proxy {
                 self.send_server_response(now, sid, code, resp);
             }
             Next::Hold {
-                hop,
                 bytes,
-                pin,
-                user,
+                challenge,
                 offer,
-            } => self.hold(now, sid, from, hop, bytes, pin, user, offer),
+            } => self.hold(now, sid, from, bytes, challenge, offer, network),
         }
+        Some(sid)
     }
 
     /// The `<prefix><pin>*` at the start of the Request-URI's user part, if any.

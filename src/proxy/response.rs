@@ -7,10 +7,14 @@ use std::time::Instant;
 
 use super::reply::{build_in_transaction_request, strip_top_via};
 use super::route::BRANCH_PREFIX;
-use super::table::{ClientKey, ClientKind, Owner, ServerId};
+use super::dialogs::DialogId;
+use super::table::{ClientKey, ClientKind, Owner, ServerId, TimerId};
 use super::transaction::ServerState;
 use super::{Peer, Proxy};
 use crate::sip::{HeaderName, Message, Method};
+
+/// Early dialogs one INVITE keeps track of (forking downstream may make several).
+const MAX_EARLY_DIALOGS: usize = 16;
 
 impl Proxy {
     pub(super) fn handle_response(&mut self, now: Instant, from: Peer, msg: Message) {
@@ -34,6 +38,12 @@ impl Proxy {
         let Some(ct) = self.tx.client_mut(cid) else {
             return;
         };
+        // Only the address the request went to answers it: nobody else can answer on a
+        // trunk's behalf (SPEC §5.1).
+        if ct.peer != from {
+            self.warn_forged(now, from, &msg);
+            return;
+        }
         let (server, peer) = (ct.server, ct.peer);
         let actions = ct.on_response(now, code);
         let ack = actions
@@ -57,6 +67,9 @@ impl Proxy {
             return;
         }
         let Some(sid) = server else { return };
+        if method == Method::Invite {
+            self.track_dialogs(now, sid, peer, &msg, code);
+        }
         if method == Method::Invite && code >= 300 && self.recurse(now, sid, &msg, code) {
             return;
         }
@@ -73,8 +86,59 @@ impl Proxy {
         }
         let bytes = strip_top_via(&msg);
         self.send_server_response(now, sid, code, bytes);
-        if (200..300).contains(&code) && method == Method::Bye {
-            self.dialogs.forget(msg.call_id());
+        if code >= 200 && method == Method::Bye {
+            // The BYE completed: its dialog is over.
+            if let Some((id, _)) = self.dialogs.find(&msg) {
+                self.dialogs.remove(id);
+            }
+        }
+    }
+
+    /// The dialogs of a screened INVITE (SPEC §5.1): a 1xx with a To tag or a 2xx makes one
+    /// (bound to the caller and to the branch that answered); a failure ends the early ones.
+    fn track_dialogs(&mut self, now: Instant, sid: ServerId, callee: Peer, msg: &Message, code: u16) {
+        let Some(st) = self.tx.server(sid) else {
+            return;
+        };
+        let Some(caller) = st.dialog_caller else {
+            return;
+        };
+        if code >= 300 {
+            let early: Vec<DialogId> = st.dialogs.clone();
+            for id in early {
+                if self.dialogs.get(id).is_some_and(|d| !d.confirmed) {
+                    self.dialogs.remove(id);
+                }
+            }
+            return;
+        }
+        // Beyond the cap (checked when the INVITE came, so only calls already in flight get
+        // here), no more dialogs are made.
+        let cap = self.settings.limits.max_dialogs + self.settings.limits.max_transactions;
+        if code <= 100 || self.dialogs.len() >= cap {
+            return;
+        }
+        let id = self.tx.dialog_id();
+        let confirmed = code >= 200;
+        let Some((id, new)) = self.dialogs.on_response(id, msg, caller, callee, confirmed, now)
+        else {
+            return;
+        };
+        if new {
+            let end = now + self.settings.limits.dialog_timeout;
+            self.tx.schedule(end, TimerId::Dialog(id));
+            if let Some(st) = self.tx.server_mut(sid) {
+                if st.dialogs.len() < MAX_EARLY_DIALOGS {
+                    st.dialogs.push(id);
+                }
+            }
+        }
+    }
+
+    /// Logs a response from another address than its transaction's (throttled).
+    fn warn_forged(&mut self, now: Instant, from: Peer, msg: &Message) {
+        if let Some(count) = self.refusals.hit(now) {
+            tracing::warn!(source = %from.addr, call_id = msg.call_id(), dropped = count, "response from another address than its request went to, dropped");
         }
     }
 

@@ -17,29 +17,20 @@ pub(super) const BRANCH_PREFIX: &str = "z9hG4bKsS";
 pub(super) const DEFAULT_MAX_FORWARDS: u8 = 70;
 
 impl Proxy {
-    /// The next hop for an out-of-dialog request that is not screened: the tenant's, else the
-    /// server's.
-    pub(super) fn default_destination(&self, msg: &Message, from: Peer) -> Peer {
-        let policy = &self.policy;
-        fn host(u: Option<&str>) -> Option<&str> {
-            u.and_then(|u| Uri::parse(u).ok()).map(|u| u.host)
-        }
-        let from_uri = msg.from().map(|f| f.uri);
-        let domains: Vec<&str> = [host(from_uri), host(msg.request_uri())]
-            .into_iter()
-            .flatten()
-            .collect();
-        let hop = policy
-            .tenant_for(&domains, Some(from.addr.ip()))
-            .and_then(|t| policy.tenants[t].spec.next_hop)
-            .unwrap_or(policy.default_next_hop);
+    /// The next hop for an admitted out-of-dialog request that is not screened: its
+    /// tenant's, else the server's.
+    pub(super) fn tenant_destination(&self, tenant: crate::policy::TenantId) -> Peer {
+        let hop = self.policy.tenants[tenant]
+            .spec
+            .next_hop
+            .unwrap_or(self.policy.default_next_hop);
         self.settings.server.hop(hop)
     }
 
-    /// Where an in-dialog request goes: the first Route that is not ours, else the
-    /// Request-URI, else (Request-URI is us) the dialog's next hop or the default one. A host
-    /// that is a name rather than an address goes to the default next hop, which does the DNS
-    /// (sipscreen does none).
+    /// Where an in-dialog request of a dialog sipscreen does not know goes (from a trusted
+    /// peer or a tenant source, SPEC §5.1): the first Route that is not ours, else the
+    /// Request-URI, else (Request-URI is us) the default next hop. A host that is a name
+    /// rather than an address goes to the default next hop, which does the DNS.
     pub(super) fn in_dialog_destination(&self, msg: &Message) -> Peer {
         let ours = self.our_route_count(msg);
         let next_route = msg
@@ -54,7 +45,7 @@ impl Proxy {
         if !self.addressed_to_us(msg) {
             return msg.request_uri().and_then(uri_target).unwrap_or(default);
         }
-        self.dialogs.hop(msg.call_id()).unwrap_or(default)
+        default
     }
 
     /// Whether a URI names one of our listeners.

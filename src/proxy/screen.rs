@@ -6,48 +6,32 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::admit::{Admitted, Voucher};
+use super::pin::Subject;
 use super::recursion::Recursion;
-use super::route::uri_user;
 use super::{Peer, Proxy, Screening};
 use crate::policy::number;
 use crate::policy::{Call, CallKind, Decision, Pin, PinCheck, TenantId, UserId, Verdict};
 use crate::sip::forwarding;
-use crate::sip::header::parse_contacts;
 use crate::sip::uri::Uri;
-use crate::sip::{HeaderName, Message};
+use crate::sip::Message;
 
 impl Proxy {
-    /// Screens an out-of-dialog INVITE (SPEC §4): one decision, one log event.
-    pub(super) fn screen(&mut self, now: Instant, msg: &Message, from: Peer) -> Screened {
+    /// Screens an admitted out-of-dialog INVITE (SPEC §4): one decision, one log event.
+    pub(super) fn screen(
+        &mut self,
+        now: Instant,
+        msg: &Message,
+        from: Peer,
+        admitted: &Admitted,
+    ) -> Screened {
         let policy = self.policy.clone();
+        let tenant = admitted.tenant;
         let ruri = msg.request_uri().and_then(|u| Uri::parse(u).ok());
-        let from_uri = msg.from().and_then(|f| Uri::parse(f.uri).ok());
-        let domains: Vec<&str> = [
-            from_uri.as_ref().map(|u| u.host),
-            ruri.as_ref().map(|u| u.host),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|h| !h.is_empty())
-        .collect();
-        let Some(tenant) = policy.tenant_for(&domains, Some(from.addr.ip())) else {
-            tracing::info!(call_id = msg.call_id(), source = %from.addr, domains = ?domains, decision = "deny", stage = "tenant", "no tenant for this request");
-            return Screened::Reject(403, "Forbidden", self.reason_header());
-        };
-        let trusted = self.settings.server.is_trusted(from.addr.ip());
-        let pai_user = trusted
-            .then(|| {
-                msg.header_values(HeaderName::PAssertedIdentity)
-                    .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
-                    .find_map(|na| uri_user(na.uri))
-            })
-            .flatten();
-        let caller = pai_user
-            .or_else(|| from_uri.as_ref().and_then(|u| u.user))
-            .unwrap_or("");
-        let caller = number::uri_user(caller);
+        let caller = admitted.caller.as_str();
         // Diversion / History-Info change whose rights apply only from a trusted peer
         // (SPEC §4.7): a phone must not borrow its boss's rights.
+        let trusted = admitted.voucher == Voucher::TrustedPeer;
         let forwarder = forwarding::forwarder(msg);
         if let (Some(f), false) = (&forwarder, trusted) {
             tracing::info!(call_id = msg.call_id(), source = %from.addr, forwarder = f.user, "forwarding headers from an untrusted peer ignored for rights");
@@ -58,24 +42,25 @@ impl Proxy {
         let dialed = ruri.as_ref().and_then(|u| u.user).unwrap_or("");
         let call = Call {
             tenant,
-            caller: &caller,
+            caller,
             dialed,
             forwarded_by: forwarded_by.as_deref(),
         };
         let mut decision = policy.decide(&call);
         let user = decision.identity.map(|u| (decision.tenant, u));
-        // SPEC §6 item 3: a locked-out user's challenges are all refused, and a wrong PIN
-        // given with the dial prefix counts as a failure.
-        if let Some(user) = user {
-            let dial_prefix_pin = decision.pin.is_some();
-            if (dial_prefix_pin || matches!(decision.verdict, Verdict::Challenge(_)))
-                && self.holds.lockout.is_locked(user, now)
-            {
-                tracing::info!(call_id = msg.call_id(), source = %from.addr, "PIN locked out for this user, challenge refused");
-                decision.verdict = Verdict::Deny;
-            } else if decision.pin == Some(PinCheck::Rejected) {
-                self.pin_failure(now, user, msg.call_id());
-            }
+        // SPEC §6 items 3 and 7: wrong PINs count against the user, the source address and,
+        // for a caller who is not a user, the caller's number; while any of them is locked
+        // out, every challenge is refused, and a wrong PIN given with the dial prefix counts
+        // as a failure.
+        let subjects = pin_subjects(tenant, user, caller, from);
+        let dial_prefix_pin = decision.pin.is_some();
+        if (dial_prefix_pin || matches!(decision.verdict, Verdict::Challenge(_)))
+            && self.holds.lockout.is_locked(&subjects, now)
+        {
+            tracing::info!(call_id = msg.call_id(), source = %from.addr, "PIN locked out, challenge refused");
+            decision.verdict = Verdict::Deny;
+        } else if decision.pin == Some(PinCheck::Rejected) {
+            self.pin_failure(now, &subjects, msg.call_id());
         }
         self.log_decision(msg, from, &decision);
         if let Some(list) = self.screenings.as_mut() {
@@ -103,7 +88,7 @@ impl Proxy {
             .map(|_| decision.dialed.to_string());
         let recursion = called.map(|called| Recursion {
             tenant,
-            caller: caller.to_string(),
+            caller: caller.to_owned(),
             called,
             targets: VecDeque::new(),
             active: false,
@@ -111,29 +96,35 @@ impl Proxy {
         match decision.verdict {
             Verdict::Allow => Screened::Forward(hop, recursion),
             Verdict::Deny => Screened::Reject(403, "Forbidden", self.reason_header()),
-            Verdict::Challenge(source) => Screened::Challenge {
+            Verdict::Challenge(source) => Screened::Challenge(Challenge {
                 hop,
                 recursion,
                 pin: policy.pin(tenant, source).clone(),
                 user,
-            },
+                subjects,
+            }),
         }
     }
 
-    /// A wrong PIN for `user`; the start of a lockout is logged once.
-    pub(super) fn pin_failure(&mut self, now: Instant, user: (TenantId, UserId), call_id: &str) {
-        if self
-            .holds
-            .lockout
-            .fail(user, now, &self.settings.pin.lockout)
-        {
-            let t = &self.policy.tenants[user.0].spec;
+    /// A wrong PIN; the start of each lockout is logged once.
+    pub(super) fn pin_failure(&mut self, now: Instant, subjects: &[Subject], call_id: &str) {
+        let settings = self.settings.pin.lockout;
+        for subject in self.holds.lockout.fail(subjects, now, &settings) {
+            let who = match &subject {
+                Subject::User(t, u) => {
+                    let t = &self.policy.tenants[*t].spec;
+                    format!("tenant {} user {}", t.name, t.users[*u].name)
+                }
+                Subject::Source(ip) => format!("source {ip}"),
+                Subject::Caller(t, number) => {
+                    format!("tenant {} caller {number}", self.policy.tenants[*t].spec.name)
+                }
+            };
             tracing::warn!(
                 call_id,
-                tenant = &*t.name,
-                user = &*t.users[user.1].name,
-                lock_s = self.settings.pin.lockout.lock.as_secs(),
-                "too many wrong PINs: user locked out"
+                locked = who,
+                lock_s = settings.lock.as_secs(),
+                "too many wrong PINs: locked out"
             );
         }
     }
@@ -170,12 +161,32 @@ pub(super) enum Screened {
     /// Forward there; with a recursion context when the call goes to a user's phone, whose
     /// own forward (3xx) sipscreen follows with that user's rights (SPEC §4.7).
     Forward(Peer, Option<Recursion>),
-    /// Hold the call and ask for `pin`; forward to `hop` once it is right.
-    Challenge {
-        hop: Peer,
-        recursion: Option<Recursion>,
-        pin: Pin,
-        user: Option<(TenantId, UserId)>,
-    },
+    /// Hold the call and ask for a PIN.
+    Challenge(Challenge),
     Reject(u16, &'static str, Vec<(&'static str, String)>),
+}
+
+/// A challenged call: where it goes once the PIN is right, the PIN, and whose failures a
+/// wrong one counts against.
+pub(super) struct Challenge {
+    pub(super) hop: Peer,
+    pub(super) recursion: Option<Recursion>,
+    pub(super) pin: Pin,
+    pub(super) user: Option<(TenantId, UserId)>,
+    pub(super) subjects: Vec<Subject>,
+}
+
+/// Whose failures a wrong PIN of this call counts against (SPEC §6 item 7).
+fn pin_subjects(
+    tenant: TenantId,
+    user: Option<(TenantId, UserId)>,
+    caller: &str,
+    from: Peer,
+) -> Vec<Subject> {
+    let mut out = vec![Subject::source(from.addr.ip())];
+    match user {
+        Some((t, u)) => out.push(Subject::User(t, u)),
+        None => out.push(Subject::Caller(tenant, caller.into())),
+    }
+    out
 }

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use std::sync::Arc;
+
+use super::auth::Directory;
+use super::limiter::PerSource;
+use super::secret::Secret;
 use super::Peer;
 use crate::media::prompt::Prompt;
 use crate::policy::HopId;
@@ -17,6 +22,10 @@ pub struct Settings {
     pub server: Server,
     pub limits: Limits,
     pub pin: PinSettings,
+    /// Who may authenticate, per tenant (SPEC §4.1 item 3).
+    pub auth: Arc<Directory>,
+    /// What branches, tags and nonces are made unguessable with.
+    pub secret: Secret,
 }
 
 /// `[server]`.
@@ -59,12 +68,18 @@ pub struct PinSettings {
 
 /// `[limits]` (SPEC §7): beyond them requests get 503 or are dropped, and everyone else is
 /// still served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     /// Longest message accepted, in bytes.
     pub max_message_size: usize,
     /// Server transactions in flight at once.
     pub max_transactions: usize,
+    /// Dialogs remembered at once (SPEC §5.1); beyond, new calls get 503.
+    pub max_dialogs: usize,
+    /// A dialog with no request for this long is forgotten.
+    pub dialog_timeout: Duration,
+    /// Per-source rate limiting of untrusted sources.
+    pub per_source: PerSource,
     /// TCP connections open at once (both directions).
     pub max_tcp_connections: usize,
     /// A TCP connection with no traffic for this long is closed.
@@ -76,6 +91,9 @@ impl Default for Limits {
         Self {
             max_message_size: 64 * 1024,
             max_transactions: 10_000,
+            max_dialogs: 100_000,
+            dialog_timeout: Duration::from_secs(43_200),
+            per_source: PerSource::default(),
             max_tcp_connections: 1_024,
             tcp_idle_timeout: Duration::from_secs(300),
         }

@@ -11,6 +11,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
+use super::dialogs::DialogId;
 use super::transaction::{ClientTx, ServerTx, TimerKind};
 use crate::sip::header::Via;
 use crate::sip::{Message, Method};
@@ -34,6 +35,8 @@ pub enum TimerId {
     Client(ClientId, TimerKind),
     /// A PIN session's next prompt frame or entry deadline.
     Media(SessionId),
+    /// A dialog's expiry (`dialog_timeout_s` after its last request).
+    Dialog(DialogId),
 }
 
 /// How a request finds its server transaction (§17.2.3): the branch (or, for an RFC 2543
@@ -138,6 +141,11 @@ impl Table {
     /// A new PIN session id (from the same counter, so ids are never reused).
     pub fn session_id(&mut self) -> SessionId {
         SessionId(self.next())
+    }
+
+    /// A new dialog id.
+    pub fn dialog_id(&mut self) -> DialogId {
+        DialogId(self.next())
     }
 
     /// A fresh number for a branch.

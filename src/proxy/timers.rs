@@ -1,6 +1,6 @@
 //! Timers coming due (RFC 3261 §17 and §16.8): retransmissions, transactions ending, Timer C
-//! cancelling a branch, a branch timing out with 408 upstream, and PIN sessions' prompt
-//! frames and entry deadlines.
+//! cancelling a branch, a branch timing out with 408 upstream, PIN sessions' prompt frames
+//! and entry deadlines, and dialogs expiring.
 
 use std::time::Instant;
 
@@ -11,10 +11,17 @@ use super::{Peer, Proxy};
 impl Proxy {
     pub(super) fn fire(&mut self, now: Instant, at: Instant, timer: TimerId) {
         match timer {
-            TimerId::Media(id) => {
-                // Stale entries (an earlier deadline since replaced) only cost a look.
-                if self.holds.due(id, now) {
-                    self.media_tick(now, id);
+            TimerId::Media(id) => self.media_timer(now, at, id),
+            TimerId::Dialog(id) => {
+                // One timer per dialog: when it comes due, the dialog ends if no request came
+                // meanwhile, else the timer moves to the new expiry.
+                match self.dialogs.expiry(id, self.settings.limits.dialog_timeout) {
+                    Some(end) if end <= now => {
+                        tracing::debug!("dialog expired without a request");
+                        self.dialogs.remove(id);
+                    }
+                    Some(end) => self.tx.schedule(end, TimerId::Dialog(id)),
+                    None => {}
                 }
             }
             TimerId::Server(id, kind) => {

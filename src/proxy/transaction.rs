@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::dialogs::DialogId;
 use super::recursion::Recursion;
 use super::table::{ClientId, ClientKey, ClientKind, ServerKey};
 use super::{Peer, ServerId, Transport};
@@ -80,6 +81,11 @@ pub struct ServerTx {
     pub from: Option<Peer>,
     /// Set for INVITEs to a user's phone: how to follow its 3xx.
     pub recursion: Option<Recursion>,
+    /// Set for screened INVITEs: where the call came from. Their 1xx/2xx make the dialogs
+    /// that in-dialog requests are bound to (SPEC §5.1).
+    pub dialog_caller: Option<Peer>,
+    /// The dialogs (early ones included) its responses made.
+    pub dialogs: Vec<DialogId>,
     g_interval: Duration,
     g_next: Option<Instant>,
 }
@@ -109,6 +115,8 @@ impl ServerTx {
             branch,
             from: None,
             recursion: None,
+            dialog_caller: None,
+            dialogs: Vec::new(),
             g_interval: T1,
             g_next: None,
         }

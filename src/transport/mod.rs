@@ -37,6 +37,7 @@ enum Event {
     /// RTP for a PIN prompt's port.
     Rtp {
         port: u16,
+        from: SocketAddr,
         bytes: Vec<u8>,
     },
     /// A PIN prompt's RTP port could not be bound.
@@ -300,7 +301,7 @@ impl Outbound {
                 self.connecting.remove(&to.addr);
                 core.handle_send_error(now, to);
             }
-            Event::Rtp { port, bytes } => core.handle_rtp(now, port, &bytes),
+            Event::Rtp { port, from, bytes } => core.handle_rtp(now, port, from, &bytes),
             Event::RtpBindFailed { port } => core.handle_rtp_failure(now, port),
         }
         self.flush(core);
@@ -391,10 +392,11 @@ async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
     let mut buf = vec![0u8; 2048];
     loop {
         match socket.recv_from(&mut buf).await {
-            Ok((n, _)) => {
+            Ok((n, from)) => {
                 if events
                     .send(Event::Rtp {
                         port,
+                        from,
                         bytes: buf[..n].to_vec(),
                     })
                     .await
