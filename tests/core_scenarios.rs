@@ -791,8 +791,12 @@ fn three_wrong_pins_give_403_and_cancel_gives_487() {
     let (port, _) = held(&mut w, "z9hG4bK-32");
     for attempt in 0..3u32 {
         for (i, d) in [5u8, 11].into_iter().enumerate() {
-            w.proxy
-                .handle_rtp(w.now, port, caller_rtp(), &event(d, 10_000 * attempt + 1000 * i as u32));
+            w.proxy.handle_rtp(
+                w.now,
+                port,
+                caller_rtp(),
+                &event(d, 10_000 * attempt + 1000 * i as u32),
+            );
         }
     }
     let out = w.sent();

@@ -226,6 +226,7 @@ name = "pin-e2e"
 [[tenant]]
 name = "acme"
 country = "ES"
+sources = ["127.0.0.0/8"]
 
   [[tenant.users]]
   name = "alice"

@@ -18,6 +18,7 @@ name = "b"
 [[tenant]]
 name = "t"
 country = "US"
+sources = ["192.0.2.0/24"]
 "#;
 
 /// What the MANIFEST asks for.

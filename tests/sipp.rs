@@ -456,6 +456,7 @@ name = "sipp-tests"
 [[tenant]]
 name = "acme"
 country = "ES"
+sources = ["127.0.0.0/8", "::1/128"]
 
   [[tenant.outcalls]]
   name = "everything"

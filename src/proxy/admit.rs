@@ -53,7 +53,10 @@ impl Admitted {
 pub(super) enum Admission {
     Admitted(Admitted),
     /// 407 with a fresh challenge for the tenant's realm.
-    Challenge { tenant: TenantId, stale: bool },
+    Challenge {
+        tenant: TenantId,
+        stale: bool,
+    },
     /// 403.
     Refused,
 }
@@ -130,14 +133,9 @@ impl Proxy {
             };
         };
         let method = msg.method();
-        let verdict = self.nonces.verify(
-            &self.settings.secret,
-            now_s,
-            ip,
-            realm,
-            &c,
-            method.as_str(),
-        );
+        let verdict =
+            self.nonces
+                .verify(&self.settings.secret, now_s, ip, realm, &c, method.as_str());
         match verdict {
             auth::Verdict::Valid(user) => {
                 let name = &self.policy.tenants[tenant].spec.users[user].name;
@@ -147,7 +145,10 @@ impl Proxy {
                     caller: name.to_string(),
                 })
             }
-            auth::Verdict::Stale => Admission::Challenge { tenant, stale: true },
+            auth::Verdict::Stale => Admission::Challenge {
+                tenant,
+                stale: true,
+            },
             auth::Verdict::Invalid => {
                 tracing::info!(source = %from.addr, call_id = msg.call_id(), "wrong digest credentials");
                 self.charge(now, from, FAILED_AUTH_COST);
@@ -160,7 +161,14 @@ impl Proxy {
     }
 
     /// Answers a request that was not admitted: 407 with fresh challenges, or 403.
-    pub(super) fn refuse_admission(&mut self, now: Instant, from: Peer, msg: &Message, resp_peer: Peer, a: Admission) {
+    pub(super) fn refuse_admission(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: &Message,
+        resp_peer: Peer,
+        a: Admission,
+    ) {
         match a {
             Admission::Admitted(_) => {}
             Admission::Challenge { tenant, stale } => {

@@ -362,7 +362,14 @@ mod tests {
         format!(
             "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", \
              algorithm={}, cnonce=\"{}\", qop=auth, nc={}",
-            c.username, c.realm, c.nonce, c.uri, r, alg.name(), c.cnonce, c.nc
+            c.username,
+            c.realm,
+            c.nonce,
+            c.uri,
+            r,
+            alg.name(),
+            c.cnonce,
+            c.nc
         )
     }
 
@@ -380,7 +387,11 @@ mod tests {
         for alg in [Algorithm::Sha256, Algorithm::Md5] {
             let nonce = Nonces::make(&secret, 900 + alg as u64, "acme", ip);
             let ok = answer("alice", "s3cret", "acme", &nonce, "00000001", alg);
-            assert_eq!(check(&mut nonces, &ok, 1010, ip), Verdict::Valid(3), "{alg:?}");
+            assert_eq!(
+                check(&mut nonces, &ok, 1010, ip),
+                Verdict::Valid(3),
+                "{alg:?}"
+            );
             assert_eq!(
                 check(&mut nonces, &ok, 1011, ip),
                 Verdict::Invalid,
@@ -391,16 +402,37 @@ mod tests {
         }
         let wrong = answer("alice", "guess", "acme", &nonce, "00000001", Algorithm::Md5);
         assert_eq!(check(&mut nonces, &wrong, 1010, ip), Verdict::Invalid);
-        let other_realm = answer("alice", "s3cret", "other", &nonce, "00000001", Algorithm::Md5);
+        let other_realm = answer(
+            "alice",
+            "s3cret",
+            "other",
+            &nonce,
+            "00000001",
+            Algorithm::Md5,
+        );
         assert_eq!(check(&mut nonces, &other_realm, 1010, ip), Verdict::Invalid);
         let elsewhere: IpAddr = "127.0.0.3".parse().unwrap();
-        let ok = answer("alice", "s3cret", "acme", &nonce, "00000005", Algorithm::Md5);
+        let ok = answer(
+            "alice",
+            "s3cret",
+            "acme",
+            &nonce,
+            "00000005",
+            Algorithm::Md5,
+        );
         assert_eq!(
             check(&mut nonces, &ok, 1010, elsewhere),
             Verdict::Invalid,
             "a nonce is bound to the address it was given to"
         );
-        let forged = answer("alice", "s3cret", "acme", "3e8.00", "00000001", Algorithm::Md5);
+        let forged = answer(
+            "alice",
+            "s3cret",
+            "acme",
+            "3e8.00",
+            "00000001",
+            Algorithm::Md5,
+        );
         assert_eq!(check(&mut nonces, &forged, 1010, ip), Verdict::Invalid);
         assert_eq!(
             check(&mut nonces, &ok, 1000 + 301, ip),
@@ -414,7 +446,14 @@ mod tests {
         assert_eq!(check(&mut nonces, &bob256, 1010, ip), Verdict::Invalid);
         // Used nonces are forgotten once they have expired.
         let later = Nonces::make(&secret, 5000, "acme", ip);
-        let fresh = answer("alice", "s3cret", "acme", &later, "00000001", Algorithm::Md5);
+        let fresh = answer(
+            "alice",
+            "s3cret",
+            "acme",
+            &later,
+            "00000001",
+            Algorithm::Md5,
+        );
         assert_eq!(check(&mut nonces, &fresh, 5000, ip), Verdict::Valid(3));
         assert_eq!(nonces.len(), 1);
     }

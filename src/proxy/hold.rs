@@ -76,10 +76,6 @@ impl Holds {
     pub(super) fn for_server(&self, sid: ServerId) -> Option<SessionId> {
         self.by_server.get(&sid).copied()
     }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-    }
 }
 
 impl Proxy {
@@ -328,7 +324,11 @@ impl Proxy {
             }
         }
         if h.session.foreign_rtp > 0 {
-            tracing::info!(call_id = &*h.session.call_id, dropped = h.session.foreign_rtp, "RTP from other addresses than the caller's dropped");
+            tracing::info!(
+                call_id = &*h.session.call_id,
+                dropped = h.session.foreign_rtp,
+                "RTP from other addresses than the caller's dropped"
+            );
         }
         holds.ports.give_back(h.session.port);
         holds.media.push_back(MediaCommand::Close(h.session.port));

@@ -61,7 +61,9 @@ pub enum Verdict {
     Pass,
     /// Ignored: the source is banned. `started` is true for the request that started the
     /// ban (to log it once).
-    Banned { started: bool },
+    Banned {
+        started: bool,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -117,7 +119,8 @@ impl Limiter {
     /// Makes room (see the module's documentation).
     fn evict(&mut self, now: Instant) {
         let s = self.settings;
-        let refill = Duration::from_secs_f64(f64::from(s.burst) / f64::from(s.requests_per_s.max(1)));
+        let refill =
+            Duration::from_secs_f64(f64::from(s.burst) / f64::from(s.requests_per_s.max(1)));
         let banned = |b: &Bucket| b.banned_until.is_some_and(|u| now < u);
         self.buckets
             .retain(|_, b| banned(b) || now.saturating_duration_since(b.at) < refill);

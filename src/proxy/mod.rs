@@ -51,8 +51,8 @@ use std::time::Instant;
 use crate::policy::{Decision, Policy};
 use crate::sip::{Message, ReplyLines};
 
-pub use peer::{MediaCommand, Peer, Transmit, Transport};
 pub use limiter::PerSource;
+pub use peer::{MediaCommand, Peer, Transmit, Transport};
 pub use secret::Secret;
 pub use settings::{Limits, Lockout, PinSettings, Server, Settings};
 pub use table::{ServerId, SessionId};

@@ -268,7 +268,12 @@ impl Lockout {
     }
 
     /// A wrong PIN: the subjects this failure starts a lockout for (to be logged once).
-    pub fn fail(&mut self, subjects: &[Subject], now: Instant, s: &LockoutSettings) -> Vec<Subject> {
+    pub fn fail(
+        &mut self,
+        subjects: &[Subject],
+        now: Instant,
+        s: &LockoutSettings,
+    ) -> Vec<Subject> {
         if self.records.len() + subjects.len() > MAX_SUBJECTS {
             self.sweep(now, s);
         }
@@ -508,7 +513,9 @@ mod tests {
         assert_eq!(s.foreign_rtp, 3);
         let mut outcome = None;
         for (i, d) in [1u8, 2, 3, 4, 11].into_iter().enumerate() {
-            outcome = s.on_rtp(t0, CALLER, &ev(d, 9000 + 1000 * i as u32)).or(outcome);
+            outcome = s
+                .on_rtp(t0, CALLER, &ev(d, 9000 + 1000 * i as u32))
+                .or(outcome);
         }
         assert_eq!(outcome, Some(Outcome::Accepted));
     }
@@ -517,7 +524,9 @@ mod tests {
     fn ports_are_handed_out_at_random_and_come_back() {
         let mut p = Ports::new((40000, 40009));
         let taken: Vec<u16> = [7u64, 3, 11].iter().filter_map(|r| p.take(*r)).collect();
-        assert!(taken.iter().all(|x| x % 2 == 0 && (40000..=40008).contains(x)));
+        assert!(taken
+            .iter()
+            .all(|x| x % 2 == 0 && (40000..=40008).contains(x)));
         assert_ne!(taken, vec![40000, 40002, 40004], "not in sequence");
         p.take(0);
         p.take(0);
@@ -559,8 +568,14 @@ mod tests {
         for i in 0..3 {
             l.fail(&from_ip, t0 + Duration::from_secs(i), &s);
         }
-        assert!(l.is_locked(&[Subject::User(0, 9), Subject::source(ip)], t0 + Duration::from_secs(5)));
-        assert!(l.is_locked(&[Subject::Caller(0, "600123".into())], t0 + Duration::from_secs(5)));
+        assert!(l.is_locked(
+            &[Subject::User(0, 9), Subject::source(ip)],
+            t0 + Duration::from_secs(5)
+        ));
+        assert!(l.is_locked(
+            &[Subject::Caller(0, "600123".into())],
+            t0 + Duration::from_secs(5)
+        ));
         assert!(l.clear(&Subject::source(ip)));
         assert!(!l.is_locked(&[Subject::source(ip)], t0 + Duration::from_secs(5)));
     }

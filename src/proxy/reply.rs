@@ -21,7 +21,13 @@ impl Proxy {
             return Vec::new();
         };
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        build_response(&st.request, &self.local_tag(&st.request), code, reason, &extra)
+        build_response(
+            &st.request,
+            &self.local_tag(&st.request),
+            code,
+            reason,
+            &extra,
+        )
     }
 
     /// Answers without keeping a transaction (OPTIONS to us, CANCEL, 4xx on checks).
@@ -112,7 +118,8 @@ pub(super) fn strip_credentials(forwarded: &[u8], realm: &str) -> Vec<u8> {
         .iter()
         .filter(|h| h.name == HeaderName::ProxyAuthorization)
     {
-        let ours = super::auth::Credentials::parse(msg.text(&h.value)).is_some_and(|c| c.realm == realm);
+        let ours =
+            super::auth::Credentials::parse(msg.text(&h.value)).is_some_and(|c| c.realm == realm);
         if ours {
             s.remove(h.line.clone());
         }

@@ -276,17 +276,26 @@ impl Proxy {
         let pin_part = invite.then(|| self.dial_prefix_part(&msg)).flatten();
         let record_route = invite && self.settings.server.record_route;
         let network = admitted.is_network();
-        let sid = self.forward_with(now, from, msg, c, screened, record_route, |bytes| {
-            let mut bytes = bytes;
-            if let Some(realm) = &realm {
-                bytes = strip_credentials(&bytes, realm);
-            }
-            // A PIN given with the dial prefix never leaves sipscreen (SPEC §6 item 1).
-            if let Some(part) = &pin_part {
-                bytes = strip_dial_prefix(&bytes, part);
-            }
-            bytes
-        }, network);
+        let sid = self.forward_with(
+            now,
+            from,
+            msg,
+            c,
+            screened,
+            record_route,
+            |bytes| {
+                let mut bytes = bytes;
+                if let Some(realm) = &realm {
+                    bytes = strip_credentials(&bytes, realm);
+                }
+                // A PIN given with the dial prefix never leaves sipscreen (SPEC §6 item 1).
+                if let Some(part) = &pin_part {
+                    bytes = strip_dial_prefix(&bytes, part);
+                }
+                bytes
+            },
+            network,
+        );
         if let (Some(sid), true) = (sid, invite) {
             if let Some(st) = self.tx.server_mut(sid) {
                 st.dialog_caller = Some(from);
@@ -295,7 +304,14 @@ impl Proxy {
     }
 
     /// An in-dialog request along its dialog (never screened, SPEC §4).
-    fn forward_stateful(&mut self, now: Instant, from: Peer, msg: Message, c: Checked, screened: Screened) {
+    fn forward_stateful(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: Message,
+        c: Checked,
+        screened: Screened,
+    ) {
         if self.overloaded(now, from, &msg, &c) {
             return;
         }

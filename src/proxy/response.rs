@@ -5,9 +5,9 @@
 
 use std::time::Instant;
 
+use super::dialogs::DialogId;
 use super::reply::{build_in_transaction_request, strip_top_via};
 use super::route::BRANCH_PREFIX;
-use super::dialogs::DialogId;
 use super::table::{ClientKey, ClientKind, Owner, ServerId, TimerId};
 use super::transaction::ServerState;
 use super::{Peer, Proxy};
@@ -96,7 +96,14 @@ impl Proxy {
 
     /// The dialogs of a screened INVITE (SPEC §5.1): a 1xx with a To tag or a 2xx makes one
     /// (bound to the caller and to the branch that answered); a failure ends the early ones.
-    fn track_dialogs(&mut self, now: Instant, sid: ServerId, callee: Peer, msg: &Message, code: u16) {
+    fn track_dialogs(
+        &mut self,
+        now: Instant,
+        sid: ServerId,
+        callee: Peer,
+        msg: &Message,
+        code: u16,
+    ) {
         let Some(st) = self.tx.server(sid) else {
             return;
         };
@@ -120,7 +127,9 @@ impl Proxy {
         }
         let id = self.tx.dialog_id();
         let confirmed = code >= 200;
-        let Some((id, new)) = self.dialogs.on_response(id, msg, caller, callee, confirmed, now)
+        let Some((id, new)) = self
+            .dialogs
+            .on_response(id, msg, caller, callee, confirmed, now)
         else {
             return;
         };

@@ -117,7 +117,10 @@ impl Proxy {
                 }
                 Subject::Source(ip) => format!("source {ip}"),
                 Subject::Caller(t, number) => {
-                    format!("tenant {} caller {number}", self.policy.tenants[*t].spec.name)
+                    format!(
+                        "tenant {} caller {number}",
+                        self.policy.tenants[*t].spec.name
+                    )
                 }
             };
             tracing::warn!(
