@@ -752,6 +752,8 @@ fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limit
     }
     Limits {
         max_dialogs: d.max_dialogs,
+        invite_timeout: d.invite_timeout,
+        max_dialed_length: d.max_dialed_length,
         dialog_timeout: d.dialog_timeout,
         per_source: d.per_source,
         max_message_size: size as usize,

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::reply::build_in_transaction_request;
-use super::table::{ClientId, ServerId};
-use super::transaction::{ClientState, ClientTx, ServerState};
+use super::table::{ClientId, ServerId, TimerId};
+use super::transaction::{ClientState, ClientTx, ServerState, TimerKind, T1};
 use super::{Peer, Proxy};
 use crate::sip::{Message, Method};
 
@@ -24,7 +24,8 @@ impl Proxy {
             .server(sid)
             .map(|s| s.branch.clone())
             .unwrap_or_default();
-        let ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
+        let mut ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
+        ct.timer_c = self.settings.limits.invite_timeout;
         let cid = self.tx.insert_client(now, ct);
         if let Some(st) = self.tx.server_mut(sid) {
             st.client = Some(cid);
@@ -63,6 +64,9 @@ impl Proxy {
         let bytes = build_in_transaction_request(&invite, Method::Cancel, None);
         let cancel = ClientTx::new(None, to, bytes.clone(), false, true, branch);
         self.tx.insert_client(now, cancel);
+        // Whatever happens to the CANCEL, the INVITE branch ends (§16.8).
+        self.tx
+            .schedule(now + 64 * T1, TimerId::Client(cid, TimerKind::Abandon));
         self.send(to, bytes);
     }
 
@@ -75,18 +79,27 @@ impl Proxy {
         }
     }
 
-    /// Ends a client transaction without a response from downstream and answers upstream.
+    /// Ends a client transaction without a response from downstream and answers upstream:
+    /// `code`, or 487 when the caller had cancelled (a caller's CANCEL always gets its 487).
     pub(super) fn fail_client(&mut self, now: Instant, cid: ClientId, code: u16, reason: &str) {
         let Some(ct) = self.tx.remove_client(cid) else {
             return;
         };
-        if let Some(sid) = ct.server {
-            if self.tx.server(sid).is_some_and(|s| {
-                s.state == ServerState::Proceeding || s.state == ServerState::Trying
-            }) {
-                let resp = self.build_response(sid, code, reason, &[]);
-                self.send_server_response(now, sid, code, resp);
-            }
+        let Some(sid) = ct.server else {
+            return;
+        };
+        let Some(st) = self.tx.server(sid) else {
+            return;
+        };
+        if st.state != ServerState::Proceeding && st.state != ServerState::Trying {
+            return;
         }
+        let (code, reason) = if st.cancelled {
+            (487, "Request Terminated")
+        } else {
+            (code, reason)
+        };
+        let resp = self.build_response(sid, code, reason, &[]);
+        self.send_server_response(now, sid, code, resp);
     }
 }

@@ -6,9 +6,11 @@
 //! its INVITE fails (early dialogs), or after `dialog_timeout_s` without a request.
 //!
 //! Bounded: at most `max_dialogs` (new calls get 503 beyond it, see the request path), and
-//! every entry is removed when its dialog ends; expiry uses one timer per dialog.
+//! every entry is removed when its dialog ends. Expiry has an index of its own, one entry
+//! per live dialog (removed with it), checked lazily: a dialog whose entry comes due but
+//! that saw a request since is put back at its new expiry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,8 @@ pub(super) struct Dialog {
     /// When a request last came in this dialog.
     pub(super) last_request: Instant,
     key: u64,
+    /// Its entry in the expiry index.
+    expiry: Instant,
 }
 
 impl Dialog {
@@ -58,6 +62,7 @@ impl Dialog {
 pub(super) struct Dialogs {
     by_key: HashMap<u64, DialogId>,
     dialogs: HashMap<DialogId, Dialog>,
+    expiries: BTreeSet<(Instant, DialogId)>,
     /// Keys are a keyed hash of the Call-ID and the two tags (in either order), checked
     /// against the stored strings, so a lookup allocates nothing and nobody can aim
     /// collisions at the table.
@@ -98,7 +103,7 @@ impl Dialogs {
     }
 
     /// A 1xx/2xx with a To tag for a screened INVITE: the dialog it makes (or had made),
-    /// and whether it is new (then a timer is needed).
+    /// and whether it is new. It expires `timeout` after its last request.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_response(
         &mut self,
@@ -108,6 +113,7 @@ impl Dialogs {
         callee: Peer,
         confirmed: bool,
         now: Instant,
+        timeout: Duration,
     ) -> Option<(DialogId, bool)> {
         let caller_tag = response.from().and_then(|f| f.tag())?;
         let callee_tag = response.to().and_then(|t| t.tag())?;
@@ -130,8 +136,10 @@ impl Dialogs {
                 confirmed,
                 last_request: now,
                 key,
+                expiry: now + timeout,
             },
         );
+        self.expiries.insert((now + timeout, id));
         Some((id, true))
     }
 
@@ -140,12 +148,36 @@ impl Dialogs {
             if self.by_key.get(&d.key) == Some(&id) {
                 self.by_key.remove(&d.key);
             }
+            self.expiries.remove(&(d.expiry, id));
         }
     }
 
-    /// When the dialog expires, if it still exists: `None` once it is gone.
-    pub(super) fn expiry(&self, id: DialogId, timeout: Duration) -> Option<Instant> {
-        self.dialogs.get(&id).map(|d| d.last_request + timeout)
+    /// When [`Dialogs::expire`] next has something to look at.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    /// Ends the dialogs with no request for `timeout`; returns how many ended.
+    pub(super) fn expire(&mut self, now: Instant, timeout: Duration) -> usize {
+        let mut ended = 0;
+        while let Some(&(at, id)) = self.expiries.first() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop_first();
+            let Some(d) = self.dialogs.get_mut(&id) else {
+                continue;
+            };
+            let end = d.last_request + timeout;
+            if end <= now {
+                self.remove(id);
+                ended += 1;
+            } else {
+                d.expiry = end;
+                self.expiries.insert((end, id));
+            }
+        }
+        ended
     }
 
     pub(super) fn len(&self) -> usize {

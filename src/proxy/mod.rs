@@ -158,7 +158,10 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tx.next_timer()
+        match (self.tx.next_timer(), self.dialogs.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Stops taking new calls (SIGTERM): new out-of-dialog requests get 503, transactions in
@@ -262,6 +265,12 @@ impl Proxy {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some((at, timer)) = self.tx.pop_due(now) {
             self.fire(now, at, timer);
+        }
+        let ended = self
+            .dialogs
+            .expire(now, self.settings.limits.dialog_timeout);
+        if ended > 0 {
+            tracing::debug!(ended, "dialogs expired without a request");
         }
     }
 }

@@ -409,6 +409,7 @@ impl Proxy {
         if st.state != ServerState::Proceeding {
             return;
         }
+        st.cancelled = true;
         // A caller who hangs up is not forwarded anywhere else.
         if let Some(rec) = st.recursion.as_mut() {
             rec.targets.clear();

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::dialogs::DialogId;
 use super::reply::{build_in_transaction_request, strip_top_via};
 use super::route::BRANCH_PREFIX;
-use super::table::{ClientKey, ClientKind, Owner, ServerId, TimerId};
+use super::table::{ClientKey, ClientKind, Owner, ServerId};
 use super::transaction::ServerState;
 use super::{Peer, Proxy};
 use crate::sip::{HeaderName, Message, Method};
@@ -127,15 +127,14 @@ impl Proxy {
         }
         let id = self.tx.dialog_id();
         let confirmed = code >= 200;
-        let Some((id, new)) = self
+        let timeout = self.settings.limits.dialog_timeout;
+        let made = self
             .dialogs
-            .on_response(id, msg, caller, callee, confirmed, now)
-        else {
+            .on_response(id, msg, caller, callee, confirmed, now, timeout);
+        let Some((id, new)) = made else {
             return;
         };
         if new {
-            let end = now + self.settings.limits.dialog_timeout;
-            self.tx.schedule(end, TimerId::Dialog(id));
             if let Some(st) = self.tx.server_mut(sid) {
                 if st.dialogs.len() < MAX_EARLY_DIALOGS {
                     st.dialogs.push(id);

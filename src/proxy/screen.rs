@@ -40,6 +40,11 @@ impl Proxy {
             .filter(|_| trusted)
             .map(|f| number::uri_user(f.user));
         let dialed = ruri.as_ref().and_then(|u| u.user).unwrap_or("");
+        // SPEC §7: an absurdly long dialed string costs nothing: no normalization, no cache.
+        if dialed.len() > self.settings.limits.max_dialed_length {
+            tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), "dialed string too long, 484");
+            return Screened::Reject(484, "Address Incomplete", Vec::new());
+        }
         let call = Call {
             tenant,
             caller,

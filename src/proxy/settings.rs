@@ -74,6 +74,10 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Server transactions in flight at once.
     pub max_transactions: usize,
+    /// Timer C (RFC 3261 §16.6 item 11): a ringing branch is cancelled after this long.
+    pub invite_timeout: Duration,
+    /// Dialed strings longer than this get 484 before any parsing or caching.
+    pub max_dialed_length: usize,
     /// Dialogs remembered at once (SPEC §5.1); beyond, new calls get 503.
     pub max_dialogs: usize,
     /// A dialog with no request for this long is forgotten.
@@ -91,6 +95,8 @@ impl Default for Limits {
         Self {
             max_message_size: 64 * 1024,
             max_transactions: 10_000,
+            invite_timeout: super::TIMER_C,
+            max_dialed_length: 64,
             max_dialogs: 100_000,
             dialog_timeout: Duration::from_secs(43_200),
             per_source: PerSource::default(),

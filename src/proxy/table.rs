@@ -35,8 +35,6 @@ pub enum TimerId {
     Client(ClientId, TimerKind),
     /// A PIN session's next prompt frame or entry deadline.
     Media(SessionId),
-    /// A dialog's expiry (`dialog_timeout_s` after its last request).
-    Dialog(DialogId),
 }
 
 /// How a request finds its server transaction (§17.2.3): the branch (or, for an RFC 2543

@@ -1,6 +1,6 @@
 //! Timers coming due (RFC 3261 §17 and §16.8): retransmissions, transactions ending, Timer C
-//! cancelling a branch, a branch timing out with 408 upstream, PIN sessions' prompt frames
-//! and entry deadlines, and dialogs expiring.
+//! cancelling a branch, a branch timing out with 408 upstream, and PIN sessions' prompt
+//! frames and entry deadlines.
 
 use std::time::Instant;
 
@@ -12,18 +12,7 @@ impl Proxy {
     pub(super) fn fire(&mut self, now: Instant, at: Instant, timer: TimerId) {
         match timer {
             TimerId::Media(id) => self.media_timer(now, at, id),
-            TimerId::Dialog(id) => {
-                // One timer per dialog: when it comes due, the dialog ends if no request came
-                // meanwhile, else the timer moves to the new expiry.
-                match self.dialogs.expiry(id, self.settings.limits.dialog_timeout) {
-                    Some(end) if end <= now => {
-                        tracing::debug!("dialog expired without a request");
-                        self.dialogs.remove(id);
-                    }
-                    Some(end) => self.tx.schedule(end, TimerId::Dialog(id)),
-                    None => {}
-                }
-            }
+
             TimerId::Server(id, kind) => {
                 let Some(st) = self.tx.server_mut(id) else {
                     return;

@@ -16,8 +16,9 @@ pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
 /// How long a message may stay in the network.
 pub const T4: Duration = Duration::from_secs(5);
-/// A proxy's wait for a final response to an INVITE (§16.6 item 11: more than 3 minutes).
-pub const TIMER_C: Duration = Duration::from_secs(181);
+/// A proxy's wait for a final response to an INVITE (§16.6 item 11), by default: SPEC §2's
+/// `invite_timeout_s`.
+pub const TIMER_C: Duration = Duration::from_secs(180);
 /// Timer D for unreliable transports (§17.1.1.2: at least 32 s).
 const TIMER_D: Duration = Duration::from_secs(32);
 
@@ -37,6 +38,9 @@ pub enum TimerKind {
     I,
     J,
     L,
+    /// A cancelled INVITE branch that answered neither the INVITE nor the CANCEL is given up
+    /// 64×T1 after the CANCEL (§16.8, §9.1), so that every transaction ends.
+    Abandon,
 }
 
 /// Server transaction states (§17.2.1, §17.2.2, RFC 6026 §7.1).
@@ -86,6 +90,8 @@ pub struct ServerTx {
     pub dialog_caller: Option<Peer>,
     /// The dialogs (early ones included) its responses made.
     pub dialogs: Vec<DialogId>,
+    /// The caller sent CANCEL.
+    pub cancelled: bool,
     g_interval: Duration,
     g_next: Option<Instant>,
 }
@@ -117,6 +123,7 @@ impl ServerTx {
             recursion: None,
             dialog_caller: None,
             dialogs: Vec::new(),
+            cancelled: false,
             g_interval: T1,
             g_next: None,
         }
@@ -247,6 +254,8 @@ pub struct ClientTx {
     pub state: ClientState,
     /// CANCEL asked for (sent once a provisional response has come).
     pub cancelled: bool,
+    /// Timer C: how long an INVITE may wait for its final response.
+    pub timer_c: Duration,
     reliable: bool,
     interval: Duration,
     retransmit_next: Option<Instant>,
@@ -275,6 +284,7 @@ impl ClientTx {
                 ClientState::Trying
             },
             cancelled: false,
+            timer_c: TIMER_C,
             reliable: peer.transport == Transport::Tcp,
             interval: T1,
             retransmit_next: None,
@@ -298,8 +308,8 @@ impl ClientTx {
         }
         if self.invite {
             t.push((now + 64 * T1, TimerKind::B));
-            self.c_deadline = Some(now + TIMER_C);
-            t.push((now + TIMER_C, TimerKind::C));
+            self.c_deadline = Some(now + self.timer_c);
+            t.push((now + self.timer_c, TimerKind::C));
         } else {
             t.push((now + 64 * T1, TimerKind::F));
         }
@@ -338,7 +348,7 @@ impl ClientTx {
                     self.state = ClientState::Proceeding;
                     self.retransmit_next = None;
                     if code > 100 {
-                        let c = now + TIMER_C;
+                        let c = now + self.timer_c;
                         self.c_deadline = Some(c);
                         a.timers.push((c, TimerKind::C));
                     }
@@ -420,6 +430,10 @@ impl ClientTx {
                 if self.c_deadline == Some(at) && !self.cancelled =>
             {
                 out.cancel = true;
+            }
+            (TimerKind::Abandon, ClientState::Calling | ClientState::Proceeding) => {
+                self.state = ClientState::Terminated;
+                out.timed_out = true;
             }
             (TimerKind::D, ClientState::Completed)
             | (TimerKind::K, ClientState::Completed)
