@@ -232,3 +232,119 @@ fn a_next_hop_that_refuses_the_connection_gives_503_upstream() {
         "Trying, then 503 once the connect fails"
     );
 }
+
+#[test]
+fn one_byte_at_a_time_does_not_keep_a_connection_open() {
+    let proxy = Running::start("next_hop = \"udp:127.0.0.1:9\"\n[limits]\ntcp_idle_timeout_s = 2");
+    let mut slow = TcpStream::connect(proxy.tcp).expect("connect");
+    let started = Instant::now();
+    let message = options(proxy.tcp, "slow", "TCP", 1);
+    let mut sent = 0;
+    for b in message.bytes() {
+        if slow.write_all(&[b]).is_err() {
+            break;
+        }
+        sent += 1;
+        // Far more often than the idle timeout: only the message deadline can end it.
+        if closed_within(&mut slow, Duration::from_millis(400)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still open after 10 s"
+        );
+    }
+    eprintln!(
+        "slow connection closed after {sent} bytes in {:?}",
+        started.elapsed()
+    );
+    assert!(
+        sent < message.len(),
+        "closed before the message was complete"
+    );
+}
+
+/// The soft limit of open files of this process (connects below take two each).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+#[test]
+fn a_burst_of_connects_leaves_exactly_max_tcp_connections_open() {
+    // 2,000 against 1,024 when this process may open that many files, else smaller.
+    let (burst, limit) = if open_files_limit() >= 8192 {
+        (2000, 1024)
+    } else {
+        (300, 100)
+    };
+    let proxy = Running::start(&format!(
+        "next_hop = \"udp:127.0.0.1:9\"\n[limits]\nmax_tcp_connections = {limit}"
+    ));
+    let mut streams: Vec<TcpStream> = (0..burst)
+        .filter_map(|_| TcpStream::connect(proxy.tcp).ok())
+        .collect();
+    // Each connection that was accepted answers an OPTIONS; the others were closed.
+    let mut open = 0;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let port = s.local_addr().expect("local").port();
+        let _ = s.write_all(options(proxy.tcp, &format!("b{i}"), "TCP", port).as_bytes());
+    }
+    for s in streams.iter_mut() {
+        if tcp_response(s).starts_with("SIP/2.0 200 ") {
+            open += 1;
+        }
+    }
+    assert_eq!(open, limit, "{burst} connects");
+}
+
+#[test]
+fn a_flood_of_blank_lines_is_cut_off_and_udp_is_still_served() {
+    let proxy = Running::start("next_hop = \"udp:127.0.0.1:9\"");
+    let flood_to = proxy.tcp;
+    let flooder = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(flood_to).expect("connect");
+        let chunk = vec![b'\n'; 64 * 1024];
+        let mut written = 0usize;
+        let started = Instant::now();
+        while written < 32 << 20 {
+            match s.write(&chunk) {
+                Ok(n) => written += n,
+                Err(_) => break,
+            }
+        }
+        (written, started.elapsed())
+    });
+    // Meanwhile, UDP OPTIONS are answered.
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let port = udp.local_addr().expect("local").port();
+    let mut worst = Duration::ZERO;
+    for i in 0..20 {
+        let t = Instant::now();
+        udp.send_to(
+            options(proxy.udp, &format!("u{i}"), "UDP", port).as_bytes(),
+            proxy.udp,
+        )
+        .expect("send");
+        let mut buf = [0u8; 2048];
+        let n = udp.recv(&mut buf).expect("an answer");
+        assert!(buf[..n].starts_with(b"SIP/2.0 200 "));
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (written, took) = flooder.join().expect("the flooder");
+    eprintln!("blank-line flood: {written} bytes written before the close, in {took:?}; slowest UDP OPTIONS meanwhile {worst:?}");
+    assert!(
+        written < 32 << 20,
+        "the connection was closed long before 32 MiB"
+    );
+}

@@ -214,14 +214,7 @@ pub fn frame(buf: &[u8], max: usize) -> Result<Framing, ParseError> {
         }
         return Ok(Framing::Incomplete);
     };
-    let mut length = 0usize;
-    for line in HeaderLines::new(&rest[..head_end.0]).skip(1) {
-        let (name, value) = split_header(rest, &line)?;
-        if HeaderName::from_bytes(&rest[name]) == HeaderName::ContentLength {
-            length = parse_content_length(trim(&rest[value]))?;
-        }
-    }
-    let total = lead + head_end.1 + length;
+    let total = lead + message_length(rest, head_end)?;
     if total > max {
         return Err(bad(413, "message too large", true));
     }
@@ -229,6 +222,100 @@ pub fn frame(buf: &[u8], max: usize) -> Result<Framing, ParseError> {
         return Ok(Framing::Incomplete);
     }
     Ok(Framing::Complete(total))
+}
+
+/// The length of a message whose header block ends at `head_end` (as [`find_head_end`]
+/// gives it): the header block and `Content-Length` bytes of body.
+fn message_length(buf: &[u8], head_end: (usize, usize)) -> Result<usize, ParseError> {
+    let mut length = 0usize;
+    for line in HeaderLines::new(&buf[..head_end.0]).skip(1) {
+        let (name, value) = split_header(buf, &line)?;
+        if HeaderName::from_bytes(&buf[name]) == HeaderName::ContentLength {
+            length = parse_content_length(trim(&buf[value]))?;
+        }
+    }
+    Ok(head_end.1 + length)
+}
+
+/// Framing that resumes where it stopped, for a stream that arrives in pieces (SPEC §7:
+/// framing work is linear in the bytes received). Blank lines before a message (RFC 5626
+/// keep-alives) are taken off as they come and counted: more than `max` of them in a row
+/// can never lead to a message, so the stream is refused.
+#[derive(Debug, Default)]
+pub struct StreamFramer {
+    buf: Vec<u8>,
+    /// How far the search for the end of the header block has looked.
+    scanned: usize,
+    /// The whole message's length, once its header block is complete.
+    total: Option<usize>,
+    /// Blank-line bytes since the last message.
+    blank: usize,
+}
+
+impl StreamFramer {
+    /// Bytes received.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Blank lines before the next message stop counting (the peer paused: those were
+    /// keep-alives, not a flood).
+    pub fn forgive_blank_lines(&mut self) {
+        self.blank = 0;
+    }
+
+    /// Whether part of a message (not just blank lines) is waiting for the rest.
+    pub fn in_message(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// The next complete message, if one is there.
+    pub fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>, ParseError> {
+        if self.total.is_none() && self.scanned == 0 {
+            let lead = self
+                .buf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            self.blank += lead;
+            if self.blank > max {
+                return Err(bad(400, "blank lines beyond the largest message", true));
+            }
+            self.buf.drain(..lead);
+        }
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        let total = match self.total {
+            Some(t) => t,
+            None => {
+                // The blank line may straddle the previous read: look back 3 bytes.
+                let from = self.scanned.saturating_sub(3);
+                let Some((a, b)) = find_head_end(&self.buf[from..]) else {
+                    self.scanned = self.buf.len();
+                    if self.buf.len() > max {
+                        return Err(bad(400, "message too large", true));
+                    }
+                    return Ok(None);
+                };
+                let t = message_length(&self.buf, (from + a, from + b))?;
+                if t > max {
+                    return Err(bad(413, "message too large", true));
+                }
+                self.total = Some(t);
+                t
+            }
+        };
+        if self.buf.len() < total {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(total);
+        let message = std::mem::replace(&mut self.buf, rest);
+        self.total = None;
+        self.scanned = 0;
+        self.blank = 0;
+        Ok(Some(message))
+    }
 }
 
 fn bad(status: u16, reason: &str, request: bool) -> ParseError {

@@ -15,4 +15,6 @@ pub mod header;
 pub mod message;
 pub mod uri;
 
-pub use message::{frame, Framing, HeaderName, Message, Method, ParseError, ReplyLines, StartLine};
+pub use message::{
+    frame, Framing, HeaderName, Message, Method, ParseError, ReplyLines, StartLine, StreamFramer,
+};

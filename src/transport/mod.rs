@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::policy::Policy;
 use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
-use crate::sip::{frame, Framing};
+use crate::sip::StreamFramer;
 
 /// How long draining may take after SIGTERM before the proxy exits anyway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(32);
@@ -193,8 +193,9 @@ pub async fn run(
         udp: sockets
             .udp
             .into_iter()
-            .filter_map(|s| Some((s.local_addr().ok()?, s)))
+            .filter_map(|s| Some((s.local_addr().ok()?, UdpOut::new(s))))
             .collect(),
+        udp_dropped: 0,
         tcp: HashMap::new(),
         connecting: HashMap::new(),
         events: events_tx,
@@ -244,7 +245,9 @@ pub async fn run(
 /// The sending side, owned by the core task.
 struct Outbound {
     /// SIP UDP sockets by local address: a [`Transmit`] says which one to send from.
-    udp: HashMap<SocketAddr, Arc<UdpSocket>>,
+    udp: HashMap<SocketAddr, UdpOut>,
+    /// Datagrams dropped because a socket's send queue was full (logged with a count).
+    udp_dropped: u64,
     tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     /// Messages waiting for an outbound connection to open.
     connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
@@ -316,19 +319,18 @@ impl Outbound {
         }
         match t.to.transport {
             Transport::Udp => {
-                let Some(socket) = self.udp.get(&t.from) else {
+                let Some(out) = self.udp.get(&t.from) else {
                     tracing::warn!(from = %t.from, to = %t.to.addr, "no UDP socket to send from");
                     return;
                 };
-                match socket.try_send_to(&t.bytes, t.to.addr) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        let socket = socket.clone();
-                        tokio::spawn(async move {
-                            let _ = socket.send_to(&t.bytes, t.to.addr).await;
-                        });
+                if !out.send(t.to.addr, t.bytes) {
+                    self.udp_dropped += 1;
+                    if self.udp_dropped.is_power_of_two() {
+                        tracing::warn!(
+                            dropped = self.udp_dropped,
+                            "UDP send queue full, datagrams dropped"
+                        );
                     }
-                    Err(e) => tracing::warn!(to = %t.to.addr, error = %e, "UDP send failed"),
                 }
             }
             Transport::Tcp => {
@@ -351,6 +353,48 @@ impl Outbound {
                 ));
             }
         }
+    }
+}
+
+/// Datagrams waiting for a UDP socket to become writable.
+const UDP_SEND_QUEUE: usize = 8192;
+
+/// The sending side of a SIP UDP socket: sent at once when the kernel takes it, else queued
+/// for one writer task per socket (never a task per datagram), and dropped when the queue is
+/// full (UDP may lose datagrams; the transaction layer retransmits).
+struct UdpOut {
+    socket: Arc<UdpSocket>,
+    queue: mpsc::Sender<(SocketAddr, Vec<u8>)>,
+}
+
+impl UdpOut {
+    fn new(socket: Arc<UdpSocket>) -> Self {
+        let (queue, mut waiting) = mpsc::channel::<(SocketAddr, Vec<u8>)>(UDP_SEND_QUEUE);
+        let writer = socket.clone();
+        tokio::spawn(async move {
+            while let Some((to, bytes)) = waiting.recv().await {
+                if let Err(e) = writer.send_to(&bytes, to).await {
+                    tracing::debug!(%to, error = %e, "UDP send failed");
+                }
+            }
+        });
+        Self { socket, queue }
+    }
+
+    /// Sends or queues; false when the datagram had to be dropped.
+    fn send(&self, to: SocketAddr, bytes: Vec<u8>) -> bool {
+        // Behind queued datagrams, a new one waits its turn (no reordering).
+        if self.queue.capacity() == self.queue.max_capacity() {
+            match self.socket.try_send_to(&bytes, to) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    tracing::debug!(%to, error = %e, "UDP send failed");
+                    return true;
+                }
+            }
+        }
+        self.queue.try_send((to, bytes)).is_ok()
     }
 }
 
@@ -410,27 +454,51 @@ async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
     }
 }
 
+/// A place among `max_tcp_connections`, taken before a connection is handed to its task
+/// (so that a burst of connects cannot overshoot the limit) and given back when it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(connections: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
+        connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(connections.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn tcp_acceptor(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
 ) {
+    // Refusals are logged once a second at most, with their count.
+    let mut refused = 0u64;
+    let mut logged_at: Option<Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                if connections.load(Ordering::Relaxed) >= limits.max_tcp_connections {
-                    tracing::warn!(%remote, "TCP connection limit reached, refused");
+                let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
                     drop(stream);
+                    refused += 1;
+                    let now = Instant::now();
+                    if logged_at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                        tracing::warn!(%remote, refused, "TCP connection limit reached, refused");
+                        refused = 0;
+                        logged_at = Some(now);
+                    }
                     continue;
-                }
-                tokio::spawn(tcp_connection(
-                    stream,
-                    remote,
-                    events.clone(),
-                    limits,
-                    connections.clone(),
-                ));
+                };
+                tokio::spawn(tcp_connection(stream, remote, events.clone(), limits, slot));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -446,8 +514,14 @@ async fn tcp_connect(
     limits: Limits,
     connections: Arc<AtomicUsize>,
 ) {
+    // Outbound connections count against the same limit as inbound ones.
+    let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
+        tracing::warn!(to = %to.addr, "TCP connection limit reached, not connecting");
+        let _ = events.send(Event::SendFailed { to }).await;
+        return;
+    };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
-        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, connections).await,
+        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, slot).await,
         Ok(Err(e)) => {
             tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
             let _ = events.send(Event::SendFailed { to }).await;
@@ -459,17 +533,21 @@ async fn tcp_connect(
     }
 }
 
+/// A read after this much quiet starts afresh: blank lines before it were keep-alives.
+const KEEPALIVE_PAUSE: Duration = Duration::from_secs(1);
+
 /// One TCP connection: frames messages by Content-Length (several per read, or one over
-/// several reads) and writes what the core sends to it. Closed when idle too long, when the
-/// peer closes, or when the stream can never frame.
+/// several reads, resuming where the last read stopped) and writes what the core sends to
+/// it. Closed when the peer closes, when the stream can never frame, when nothing comes for
+/// `tcp_idle_timeout_s`, and when a message is not complete `tcp_idle_timeout_s` after its
+/// first byte (SPEC §7: one byte a second does not keep a connection open).
 async fn tcp_connection(
     stream: TcpStream,
     remote: SocketAddr,
     events: mpsc::Sender<Event>,
     limits: Limits,
-    connections: Arc<AtomicUsize>,
+    slot: Slot,
 ) {
-    connections.fetch_add(1, Ordering::Relaxed);
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
@@ -478,58 +556,71 @@ async fn tcp_connection(
         .await
         .is_err()
     {
-        connections.fetch_sub(1, Ordering::Relaxed);
         return;
     }
     let max = limits.max_message_size;
-    let idle = limits.tcp_idle_timeout;
+    let timeout = limits.tcp_idle_timeout;
     let from = Peer {
         transport: Transport::Tcp,
         addr: remote,
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut framer = StreamFramer::default();
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut last_read = tokio::time::Instant::now();
+    // The deadline of the message in progress, from its first byte.
+    let mut message_deadline: Option<tokio::time::Instant> = None;
     loop {
+        let wake = message_deadline.map_or(last_read + timeout, |d| d.min(last_read + timeout));
         tokio::select! {
-            read = tokio::time::timeout(idle, reader.read(&mut chunk)) => {
+            read = reader.read(&mut chunk) => {
                 let n = match read {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Err(_) => {
-                        tracing::debug!(%remote, "TCP connection idle, closed");
-                        break;
-                    }
-                    Ok(Ok(n)) => n,
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
                 };
-                buf.extend_from_slice(&chunk[..n]);
+                let now = tokio::time::Instant::now();
+                if now.duration_since(last_read) >= KEEPALIVE_PAUSE {
+                    framer.forgive_blank_lines();
+                }
+                last_read = now;
+                framer.push(&chunk[..n]);
+                let mut completed = false;
                 loop {
-                    match frame(&buf, max) {
-                        Ok(Framing::Incomplete) => break,
-                        Ok(Framing::Complete(len)) => {
-                            let rest = buf.split_off(len);
-                            let bytes = std::mem::replace(&mut buf, rest);
+                    match framer.next(max) {
+                        Ok(Some(bytes)) => {
+                            completed = true;
                             if events.send(Event::Message { from, bytes }).await.is_err() {
-                                break;
+                                return;
                             }
                         }
+                        Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(%remote, error = %e, "TCP stream cannot be framed, closing");
-                            buf.clear();
                             let _ = writer.shutdown().await;
-                            connections.fetch_sub(1, Ordering::Relaxed);
                             let _ = events.send(Event::TcpDown { remote }).await;
                             return;
                         }
                     }
                 }
+                message_deadline = match (framer.in_message(), message_deadline) {
+                    (false, _) => None,
+                    (true, Some(d)) if !completed => Some(d),
+                    (true, _) => Some(now + timeout),
+                };
+            }
+            _ = tokio::time::sleep_until(wake) => {
+                tracing::debug!(%remote, "TCP connection idle, or a message too slow to arrive: closed");
+                break;
             }
             out = rx.recv() => {
                 let Some(bytes) = out else { break };
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
+                // A peer that does not read what we send does not hold the task forever.
+                match tokio::time::timeout(timeout, writer.write_all(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    _ => break,
                 }
             }
         }
     }
-    connections.fetch_sub(1, Ordering::Relaxed);
+    drop(slot);
     let _ = events.send(Event::TcpDown { remote }).await;
 }
