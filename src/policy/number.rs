@@ -401,41 +401,81 @@ impl RegionRules {
 /// Upper bound on cached numbers per tenant: past it, numbers are still normalized, just not
 /// remembered, so a flood of random numbers cannot grow memory without limit.
 pub const CACHE_CAPACITY: usize = 200_000;
+/// The most memory the cache of one tenant may hold, in bytes (keys, results and a
+/// per-entry overhead): a flood of long random numbers cannot grow it past this (SPEC §7).
+pub const CACHE_BYTES: usize = 32 << 20;
+/// What one entry costs besides its strings (hash slot, boxes, the result's fields).
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Debug, Default)]
+struct Cached {
+    map: HashMap<Region, HashMap<Box<str>, Normalized>>,
+    entries: usize,
+    bytes: usize,
+}
 
 /// A per-tenant cache of normalization results, keyed by (region, dialed); the tenant fixes
-/// the area code. Each triple is parsed once while the configuration is loaded.
-#[derive(Debug, Default)]
+/// the area code. Each triple is parsed once while the configuration is loaded, as long as
+/// the cache has room: at most [`CACHE_CAPACITY`] entries and [`CACHE_BYTES`] bytes; past
+/// that, numbers are still normalized, just not remembered.
+#[derive(Debug)]
 pub struct NumberCache {
-    map: RwLock<HashMap<Region, HashMap<Box<str>, Normalized>>>,
+    inner: RwLock<Cached>,
+    max_bytes: usize,
+}
+
+impl Default for NumberCache {
+    fn default() -> Self {
+        Self::with_max_bytes(CACHE_BYTES)
+    }
 }
 
 impl NumberCache {
+    /// A cache that holds at most `max_bytes`.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self {
+            inner: RwLock::default(),
+            max_bytes,
+        }
+    }
+
     /// Normalizes through the cache.
     pub fn normalize(&self, dialed: &str, region: Region, area_code: &str) -> Normalized {
-        let lookup = |map: &HashMap<Region, HashMap<Box<str>, Normalized>>| {
-            map.get(&region).and_then(|m| m.get(dialed)).cloned()
-        };
-        if let Some(hit) = self.map.read().ok().and_then(|m| lookup(&m)) {
+        let hit = self
+            .inner
+            .read()
+            .ok()
+            .and_then(|c| c.map.get(&region).and_then(|m| m.get(dialed)).cloned());
+        if let Some(hit) = hit {
             return hit;
         }
         let result = normalize(dialed, region, area_code);
-        if let Ok(mut map) = self.map.write() {
-            let size: usize = map.values().map(HashMap::len).sum();
-            if size < CACHE_CAPACITY {
-                map.entry(region)
+        let cost = ENTRY_OVERHEAD + dialed.len() + result.e164.as_ref().map_or(0, |e| e.len());
+        if let Ok(mut c) = self.inner.write() {
+            if c.entries < CACHE_CAPACITY && c.bytes + cost <= self.max_bytes {
+                let fresh = c
+                    .map
+                    .entry(region)
                     .or_default()
-                    .insert(dialed.into(), result.clone());
+                    .insert(dialed.into(), result.clone())
+                    .is_none();
+                if fresh {
+                    c.entries += 1;
+                    c.bytes += cost;
+                }
             }
         }
         result
     }
 
+    /// The bytes the cache holds, as counted against [`CACHE_BYTES`].
+    pub fn bytes(&self) -> usize {
+        self.inner.read().map(|c| c.bytes).unwrap_or(0)
+    }
+
     /// How many results are cached (for tests).
     pub fn len(&self) -> usize {
-        self.map
-            .read()
-            .map(|m| m.values().map(HashMap::len).sum())
-            .unwrap_or(0)
+        self.inner.read().map(|c| c.entries).unwrap_or(0)
     }
 
     /// Whether nothing is cached.
@@ -539,5 +579,26 @@ mod tests {
         assert!("XX".parse::<Region>().is_err());
         assert!("es".parse::<Region>().is_err());
         assert_eq!(r("ES").country_code(), 34);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_in_bytes_not_only_entries() {
+        let cache = NumberCache::with_max_bytes(1 << 20);
+        let region: Region = "ES".parse().unwrap();
+        let long = "6".repeat(10_000);
+        for i in 0..200 {
+            let dialed = format!("{i}{long}");
+            cache.normalize(&dialed, region, "");
+        }
+        assert!(cache.bytes() <= 1 << 20, "{}", cache.bytes());
+        assert!(cache.len() < 200, "{} long numbers kept", cache.len());
+        // Short numbers still fit in what is left, and are served from the cache.
+        let n = cache.normalize("612345678", region, "");
+        assert_eq!(n.e164.as_deref(), Some("+34612345678"));
     }
 }
