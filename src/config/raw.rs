@@ -49,6 +49,18 @@ pub struct RawLimits {
     pub max_transactions: Option<Spanned<i64>>,
     pub max_tcp_connections: Option<Spanned<i64>>,
     pub tcp_idle_timeout_s: Option<Spanned<i64>>,
+    pub max_dialogs: Option<Spanned<i64>>,
+    pub invite_timeout_s: Option<Spanned<i64>>,
+    pub dialog_timeout_s: Option<Spanned<i64>>,
+    pub max_dialed_length: Option<Spanned<i64>>,
+    pub per_source: Option<Spanned<RawPerSource>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawPerSource {
+    pub requests_per_s: Option<Spanned<i64>>,
+    pub burst: Option<Spanned<i64>>,
+    pub ban_s: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -82,6 +94,7 @@ pub struct RawTenant {
     pub country: Option<Str>,
     pub area_code: Option<Str>,
     pub next_hop: Option<Str>,
+    pub realm: Option<Str>,
     #[serde(default)]
     pub acl_patterns: Vec<Spanned<RawPattern>>,
     #[serde(default)]
@@ -124,6 +137,10 @@ pub struct RawUser {
     pub call_acl: Option<Str>,
     pub call_permission_password: Option<Str>,
     pub country: Option<Str>,
+    pub uuid: Option<Str>,
+    pub auth_username: Option<Str>,
+    pub auth_password: Option<Str>,
+    pub auth_ha1: Option<Str>,
 }
 
 #[derive(Deserialize, Debug)]
