@@ -31,5 +31,6 @@ pub mod policy;
 pub mod proxy;
 pub mod replay;
 pub mod report;
+pub mod service;
 pub mod sip;
 pub mod transport;

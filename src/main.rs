@@ -203,6 +203,8 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let (control, controlled) = tokio::sync::mpsc::channel(16);
+        let service = sipscreen::service::Service::new(path, &config, control);
         let Config {
             proxy: mut settings,
             policy,
@@ -216,7 +218,8 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
-        sipscreen::transport::run(settings, policy, sockets, shutdown_signal()).await
+        tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
+        sipscreen::transport::run(settings, policy, sockets, shutdown_signal(), controlled).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

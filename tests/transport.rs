@@ -47,7 +47,9 @@ impl Running {
                 let shutdown = async {
                     let _ = stopped.await;
                 };
-                transport::run(settings, config.policy, sockets, shutdown)
+                // Nothing controls this proxy: the sender goes at once.
+                let (_, control) = tokio::sync::mpsc::channel(1);
+                transport::run(settings, config.policy, sockets, shutdown, control)
                     .await
                     .expect("the transport runs");
             });

@@ -72,6 +72,14 @@ impl Holds {
         (s.tag == tag && s.callers[1] == source).then_some(id)
     }
 
+    /// A new range of RTP ports (a reload): the ports of sessions in progress are not
+    /// handed out again until those sessions end.
+    pub(super) fn set_ports(&mut self, range: (u16, u16)) {
+        let mut ports = pin::Ports::new(range);
+        ports.retain(|p| !self.by_port.contains_key(&p));
+        self.ports = ports;
+    }
+
     /// The session holding the INVITE of a server transaction.
     pub(super) fn for_server(&self, sid: ServerId) -> Option<SessionId> {
         self.by_server.get(&sid).copied()

@@ -135,6 +135,47 @@ impl Proxy {
         &self.settings
     }
 
+    /// The policy new calls are decided by.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// A reload (SPEC §9.1): new calls are decided by `policy` and run with `settings` from
+    /// the next message on; calls in flight keep the decision they had. The secret stays (so
+    /// branches, tags and nonces already handed out stay valid), and so do the listeners
+    /// (they change only with a restart), the PIN lockouts and the per-source counters.
+    pub fn reload(&mut self, settings: Settings, policy: Arc<Policy>) {
+        let Settings {
+            server,
+            limits,
+            pin,
+            auth,
+            secret: _,
+        } = settings;
+        let listen = std::mem::take(&mut self.settings.server.listen);
+        self.settings.server = Server { listen, ..server };
+        if limits.per_source != self.settings.limits.per_source {
+            self.limiter = limiter::Limiter::new(limits.per_source);
+        }
+        if pin.rtp_ports != self.settings.pin.rtp_ports {
+            self.holds.set_ports(pin.rtp_ports);
+        }
+        self.settings.limits = limits;
+        self.settings.pin = pin;
+        self.settings.auth = auth;
+        self.policy = policy;
+    }
+
+    /// Whether PIN challenges of `subject` are refused now, and until when.
+    pub fn lockout(&self, now: Instant, subject: &pin::Subject) -> Option<Instant> {
+        self.holds.lockout.locked_until(subject, now)
+    }
+
+    /// Ends a PIN lockout by hand; returns whether there was anything to clear.
+    pub fn clear_lockout(&mut self, subject: &pin::Subject) -> bool {
+        self.holds.lockout.clear(subject)
+    }
+
     /// The next RTP socket to open or close.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
         self.holds.media.pop_front()

@@ -216,14 +216,16 @@ impl PinSession {
     }
 }
 
-/// Whose wrong PINs are counted (SPEC §6 items 3 and 7).
+/// Whose wrong PINs are counted (SPEC §6 items 3 and 7). Users and callers are named by
+/// tenant and name, not by index, so a lockout outlives a reload that reorders the file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
-    User(TenantId, UserId),
+    /// A user: tenant name, user name.
+    User(Box<str>, Box<str>),
     /// A source address (an IPv6 one by its /64).
     Source(IpAddr),
-    /// A caller who is not a user, by the number they call from.
-    Caller(TenantId, Box<str>),
+    /// A caller who is not a user: tenant name, the number they call from.
+    Caller(Box<str>, Box<str>),
 }
 
 impl Subject {
@@ -323,6 +325,7 @@ impl Lockout {
 #[derive(Debug)]
 pub struct Ports {
     free: Vec<u16>,
+    range: (u16, u16),
 }
 
 impl Ports {
@@ -330,6 +333,7 @@ impl Ports {
         // Even ports for RTP (RFC 3550 §11), as endpoints expect.
         Self {
             free: (lo..=hi).filter(|p| p % 2 == 0).collect(),
+            range: (lo, hi),
         }
     }
 
@@ -342,8 +346,16 @@ impl Ports {
         Some(self.free.swap_remove(at))
     }
 
+    /// A port back in the pool (unless a reload has taken it out of the range since).
     pub fn give_back(&mut self, port: u16) {
-        self.free.push(port);
+        if (self.range.0..=self.range.1).contains(&port) {
+            self.free.push(port);
+        }
+    }
+
+    /// Keeps only the free ports `keep` says yes to.
+    pub fn retain(&mut self, keep: impl Fn(u16) -> bool) {
+        self.free.retain(|p| keep(*p));
     }
 }
 
@@ -544,7 +556,7 @@ mod tests {
             lock: Duration::from_secs(900),
         };
         let mut l = Lockout::default();
-        let u = [Subject::User(0, 7)];
+        let u = [Subject::User("acme".into(), "alice".into())];
         assert!(l.fail(&u, t0, &s).is_empty());
         assert!(l.fail(&u, t0 + Duration::from_secs(1), &s).is_empty());
         assert_eq!(
@@ -554,7 +566,10 @@ mod tests {
         );
         assert!(l.is_locked(&u, t0 + Duration::from_secs(800)));
         assert!(!l.is_locked(&u, t0 + Duration::from_secs(903)));
-        assert!(!l.is_locked(&[Subject::User(0, 8)], t0), "per user");
+        assert!(
+            !l.is_locked(&[Subject::User("acme".into(), "bob".into())], t0),
+            "per user"
+        );
         // Failures spread wider than the window do not lock.
         let mut l = Lockout::default();
         for i in 0..5 {
@@ -564,16 +579,22 @@ mod tests {
         // subjects being locked refuses it.
         let mut l = Lockout::default();
         let ip: IpAddr = "127.0.0.2".parse().unwrap();
-        let from_ip = [Subject::source(ip), Subject::Caller(0, "600123".into())];
+        let from_ip = [
+            Subject::source(ip),
+            Subject::Caller("acme".into(), "600123".into()),
+        ];
         for i in 0..3 {
             l.fail(&from_ip, t0 + Duration::from_secs(i), &s);
         }
         assert!(l.is_locked(
-            &[Subject::User(0, 9), Subject::source(ip)],
+            &[
+                Subject::User("acme".into(), "carol".into()),
+                Subject::source(ip)
+            ],
             t0 + Duration::from_secs(5)
         ));
         assert!(l.is_locked(
-            &[Subject::Caller(0, "600123".into())],
+            &[Subject::Caller("acme".into(), "600123".into())],
             t0 + Duration::from_secs(5)
         ));
         assert!(l.clear(&Subject::source(ip)));

@@ -33,7 +33,7 @@ enum Next {
     Reject(u16, &'static str, Vec<(&'static str, String)>),
     Hold {
         bytes: Vec<u8>,
-        challenge: Challenge,
+        challenge: Box<Challenge>,
         offer: Result<media::sdp::Offer, media::sdp::OfferError>,
     },
 }
@@ -354,7 +354,7 @@ impl Proxy {
                 (
                     Next::Hold {
                         bytes: edit(bytes),
-                        challenge,
+                        challenge: Box::new(challenge),
                         offer,
                     },
                     recursion,
@@ -380,7 +380,7 @@ impl Proxy {
                 bytes,
                 challenge,
                 offer,
-            } => self.hold(now, sid, from, bytes, challenge, offer, network),
+            } => self.hold(now, sid, from, bytes, *challenge, offer, network),
         }
         Some(sid)
     }

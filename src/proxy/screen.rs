@@ -11,7 +11,7 @@ use super::pin::Subject;
 use super::recursion::Recursion;
 use super::{Peer, Proxy, Screening};
 use crate::policy::number;
-use crate::policy::{Call, CallKind, Decision, Pin, PinCheck, TenantId, UserId, Verdict};
+use crate::policy::{Call, CallKind, Decision, Pin, PinCheck, Policy, TenantId, UserId, Verdict};
 use crate::sip::forwarding;
 use crate::sip::uri::Uri;
 use crate::sip::Message;
@@ -57,7 +57,7 @@ impl Proxy {
         // for a caller who is not a user, the caller's number; while any of them is locked
         // out, every challenge is refused, and a wrong PIN given with the dial prefix counts
         // as a failure.
-        let subjects = pin_subjects(tenant, user, caller, from);
+        let subjects = pin_subjects(&policy, tenant, user, caller, from);
         let dial_prefix_pin = decision.pin.is_some();
         if (dial_prefix_pin || matches!(decision.verdict, Verdict::Challenge(_)))
             && self.holds.lockout.is_locked(&subjects, now)
@@ -116,17 +116,9 @@ impl Proxy {
         let settings = self.settings.pin.lockout;
         for subject in self.holds.lockout.fail(subjects, now, &settings) {
             let who = match &subject {
-                Subject::User(t, u) => {
-                    let t = &self.policy.tenants[*t].spec;
-                    format!("tenant {} user {}", t.name, t.users[*u].name)
-                }
+                Subject::User(t, u) => format!("tenant {t} user {u}"),
                 Subject::Source(ip) => format!("source {ip}"),
-                Subject::Caller(t, number) => {
-                    format!(
-                        "tenant {} caller {number}",
-                        self.policy.tenants[*t].spec.name
-                    )
-                }
+                Subject::Caller(t, number) => format!("tenant {t} caller {number}"),
             };
             tracing::warn!(
                 call_id,
@@ -186,15 +178,17 @@ pub(super) struct Challenge {
 
 /// Whose failures a wrong PIN of this call counts against (SPEC §6 item 7).
 fn pin_subjects(
+    policy: &Policy,
     tenant: TenantId,
     user: Option<(TenantId, UserId)>,
     caller: &str,
     from: Peer,
 ) -> Vec<Subject> {
+    let t = &policy.tenants[tenant].spec;
     let mut out = vec![Subject::source(from.addr.ip())];
     match user {
-        Some((t, u)) => out.push(Subject::User(t, u)),
-        None => out.push(Subject::Caller(tenant, caller.into())),
+        Some((_, u)) => out.push(Subject::User(t.name.clone(), t.users[u].name.clone())),
+        None => out.push(Subject::Caller(t.name.clone(), caller.into())),
     }
     out
 }

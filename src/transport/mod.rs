@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::policy::Policy;
+use crate::proxy::pin::Subject;
 use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
 use crate::sip::StreamFramer;
 
@@ -172,6 +173,7 @@ pub async fn run(
     policy: Arc<Policy>,
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
+    mut control: mpsc::Receiver<Control>,
 ) -> io::Result<()> {
     let (events_tx, mut events) = mpsc::channel::<Event>(4096);
     let limits = settings.limits;
@@ -205,6 +207,7 @@ pub async fn run(
     };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut drain_until: Option<Instant> = None;
+    let mut controlled = true;
     loop {
         let now = Instant::now();
         if let Some(limit) = drain_until {
@@ -236,9 +239,58 @@ pub async fn run(
                 }
             }
             _ = sleep => core.handle_timeout(Instant::now()),
+            c = control.recv(), if controlled => match c {
+                Some(c) => c.apply(&mut core),
+                None => controlled = false,
+            },
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
         }
         out.flush(&mut core);
+    }
+}
+
+/// What the operations side (SIGHUP, the admin API) asks of the core task. Each is carried
+/// out between two messages, so the per-message path takes no lock.
+pub enum Control {
+    /// A reloaded configuration (SPEC §9.1): new calls are decided by it from the next
+    /// message on. `done` is told once it is in force.
+    Reload {
+        settings: Box<Settings>,
+        policy: Arc<Policy>,
+        done: oneshot::Sender<()>,
+    },
+    /// Until when PIN challenges of `subject` are refused, if they are.
+    Lockout {
+        subject: Subject,
+        reply: oneshot::Sender<Option<Duration>>,
+    },
+    /// Ends a PIN lockout; the reply says whether there was one.
+    ClearLockout {
+        subject: Subject,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+impl Control {
+    fn apply(self, core: &mut Proxy) {
+        let now = Instant::now();
+        match self {
+            Control::Reload {
+                settings,
+                policy,
+                done,
+            } => {
+                core.reload(*settings, policy);
+                let _ = done.send(());
+            }
+            Control::Lockout { subject, reply } => {
+                let left = core.lockout(now, &subject).map(|t| t.duration_since(now));
+                let _ = reply.send(left);
+            }
+            Control::ClearLockout { subject, reply } => {
+                let _ = reply.send(core.clear_lockout(&subject));
+            }
+        }
     }
 }
 
