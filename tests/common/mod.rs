@@ -84,12 +84,3 @@ pub fn tail(path: &Path, n: usize) -> String {
         .unwrap_or(text.len());
     text[start..].to_owned()
 }
-
-// Until tests/pin_e2e.rs uses the SIPp wrapper of `sipp`.
-#[allow(unused_imports)]
-pub use sipp::{parse_message_log, Logged};
-
-/// The `sipp` executable on PATH.
-pub fn sipp() -> PathBuf {
-    sipp::executable()
-}

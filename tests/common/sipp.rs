@@ -20,7 +20,7 @@ const BIND_ERROR: &str = "Unable to bind";
 const BIND: Duration = Duration::from_secs(10);
 
 /// The `sipp` executable on PATH; a loud failure (never a skip) when it is missing.
-pub fn executable() -> PathBuf {
+fn executable() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
             .map(|dir| dir.join("sipp"))
