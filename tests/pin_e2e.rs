@@ -2,7 +2,7 @@
 //! (a SIPp UAC, or this test with plain UDP sockets) and a next hop (a SIPp UAS, or a socket
 //! where nothing may arrive). Each test has its own configuration: one Spanish tenant, alice
 //! (extension 1001) whose call permission `_00X.` has a password, so her international calls
-//! are challenged; its own free ports and its own `rtp_ports` range.
+//! are challenged; its own ports and its own `rtp_ports` range.
 //!
 //! - a right PIN by RFC 4733 events (SIPp playing its DTMF captures) or by SIP INFO in the
 //!   early dialog lets the call through to the next hop, which answers; the call completes;
@@ -13,18 +13,19 @@
 //! - the prompt really is a 440 Hz tone in well-formed, paced RTP.
 //!
 //! SIPp (Debian package `sip-tester`) is required: these tests fail, never skip, without it.
-//! Every process is owned by a guard that stops it by its PID (SIGTERM, then SIGKILL after a
-//! bounded wait); every wait is bounded; every port is a free one (bound to port 0 first);
-//! each test works in its own temporary directory, kept and named when the test fails.
+//! The harness is `tests/common`: every process is stopped by its PID, every wait is bounded,
+//! sipscreen binds port 0, and each test works in its own temporary directory, kept and named
+//! when the test fails. The `rtp_ports` range is four ports found free (and handed to no other
+//! test of the run): sipscreen binds its prompt ports in it only when a call is challenged.
 
 mod common;
-use common::{parse_message_log, read_lossy, sipp, tail, Logged, TempDir};
+use common::net::{bind_within, free_ports, udp_bound, NextHop, Silent};
+use common::proxy::Sipscreen;
+use common::sipp::{Logged, Sipp, SippCommand, SippRun};
+use common::TempDir;
 use std::collections::HashSet;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sipscreen::media::prompt::goertzel;
@@ -38,149 +39,6 @@ const NUMBER: &str = "0033612345678";
 const REJECT_REASON: &str = "Q.850;cause=21";
 /// How long any one wait may last.
 const WAIT: Duration = Duration::from_secs(20);
-
-// ---------------------------------------------------------------------------------------
-// Environment.
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A scenario of `tests/pin/`.
-fn scenario(name: &str) -> String {
-    let path = root().join("tests/pin").join(name);
-    assert!(path.is_file(), "missing scenario {}", path.display());
-    path.to_str().expect("a UTF-8 path").to_owned()
-}
-
-/// Ports handed out in this process (tests run in parallel: each gets its own).
-static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
-/// Takes `first..first + n` if all of them are free on loopback and none was handed out.
-fn take_ports(first: u16, n: u16) -> bool {
-    let Some(last) = first.checked_add(n - 1) else {
-        return false;
-    };
-    if first < 1024 || !(first..=last).all(|p| UdpSocket::bind((LOOPBACK, p)).is_ok()) {
-        return false;
-    }
-    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let taken = taken.get_or_insert_with(HashSet::new);
-    if (first..=last).any(|p| taken.contains(&p)) {
-        return false;
-    }
-    taken.extend(first..=last);
-    true
-}
-
-/// `n` consecutive free UDP ports on loopback, the first one even (RTP ports are even).
-fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let port = UdpSocket::bind((LOOPBACK, 0))
-            .and_then(|s| s.local_addr())
-            .map(|a| a.port() & !1)
-            .expect("bind a UDP socket on loopback");
-        if take_ports(port, n) {
-            return port;
-        }
-    }
-    panic!("no {n} consecutive free UDP ports on loopback");
-}
-
-fn free_port() -> u16 {
-    free_ports(1)
-}
-
-/// Whether a UDP socket is bound to `port` on loopback (read from /proc: the check never
-/// takes the port itself).
-fn udp_bound(port: u16) -> bool {
-    let Ok(table) = fs::read_to_string("/proc/net/udp") else {
-        return false;
-    };
-    let wanted = format!("0100007F:{port:04X}");
-    let any = format!("00000000:{port:04X}");
-    table.lines().skip(1).any(|line| {
-        line.split_whitespace()
-            .nth(1)
-            .is_some_and(|local| local == wanted || local == any)
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes.
-
-/// A child process, stopped by its PID when dropped: SIGTERM, then SIGKILL when it has not
-/// exited within a bounded wait; always reaped.
-struct Proc {
-    name: String,
-    child: Option<Child>,
-}
-
-impl Proc {
-    fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_owned(),
-            child: Some(child),
-        }
-    }
-
-    fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("a running process")
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child().try_wait().ok().flatten()
-    }
-
-    /// Waits at most `limit` for the process to exit by itself.
-    fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.exited() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM by PID, then SIGKILL after `grace`; the exit status when it exited by itself
-    /// within `grace`.
-    fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
-        self.child.as_ref()?;
-        if let Some(status) = self.exited() {
-            self.child = None;
-            return Some(status);
-        }
-        let pid = self.child().id().to_string();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let status = self.wait(grace);
-        if status.is_none() {
-            let _ = self.child().kill(); // SIGKILL, by PID
-            let _ = self.wait(Duration::from_secs(5));
-        }
-        self.child = None;
-        status
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.child.is_some() && self.stop(Duration::from_secs(3)).is_none() {
-            eprintln!("{} had to be killed", self.name);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // sipscreen.
@@ -202,11 +60,11 @@ impl Default for Settings {
     }
 }
 
-fn config(sip: u16, next_hop: u16, rtp: (u16, u16), s: &Settings) -> String {
+fn config(next_hop: SocketAddr, rtp: (u16, u16), s: &Settings) -> String {
     format!(
         r#"[server]
-listen = ["udp:127.0.0.1:{sip}"]
-next_hop = "udp:127.0.0.1:{next_hop}"
+listen = ["udp:127.0.0.1:0"]
+next_hop = "udp:{next_hop}"
 record_route = true
 reject_reason = "{REJECT_REASON}"
 
@@ -245,345 +103,74 @@ sources = ["127.0.0.0/8"]
     )
 }
 
-/// One test's world: its directory, sipscreen running on its own ports, and the port of
-/// the next hop (where the test puts a SIPp UAS or a silent socket).
+/// One test's world: sipscreen running, the next hop it forwards to (where the test puts a
+/// SIPp UAS or a silent socket), and its directory.
 struct World {
-    dir: TempDir,
-    sip: u16,
-    next_hop: u16,
+    proxy: Sipscreen,
+    next_hop: NextHop,
     rtp: (u16, u16),
-    proxy: Proc,
-    log: PathBuf,
+    dir: TempDir,
 }
 
 impl World {
     fn start(test: &str, settings: &Settings) -> World {
         let dir = TempDir::new("pin", test);
-        let (sip, next_hop) = (free_port(), free_port());
+        let next_hop = NextHop::udp(LOOPBACK);
         // Four ports: two even ones for prompts.
-        let lo = free_ports(4);
+        let lo = free_ports(LOOPBACK, 4);
         let rtp = (lo, lo + 3);
-        let path = dir.path("sipscreen.toml");
-        fs::write(&path, config(sip, next_hop, rtp, settings)).expect("write the config");
-        let log = dir.path("sipscreen.log");
-        let proxy = Proc::spawn(
-            "sipscreen",
-            Command::new(env!("CARGO_BIN_EXE_sipscreen"))
-                .arg("run")
-                .arg("--config")
-                .arg(&path)
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(fs::File::create(&log).expect("create the proxy's log")),
-        );
-        let mut world = World {
-            dir,
-            sip,
+        let proxy = Sipscreen::start(&dir, &config(next_hop.addr(), rtp, settings));
+        World {
+            proxy,
             next_hop,
             rtp,
-            proxy,
-            log,
-        };
-        world.wait_ready();
-        world
-    }
-
-    /// Polls with OPTIONS addressed to sipscreen (answered 200) until it answers.
-    fn wait_ready(&mut self) {
-        let probe = UdpSocket::bind((LOOPBACK, 0)).expect("bind a probe socket");
-        probe
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("set a read timeout");
-        let me = probe.local_addr().expect("the probe's address");
-        let to = SocketAddr::new(LOOPBACK, self.sip);
-        let deadline = Instant::now() + WAIT;
-        let mut buf = [0u8; 4096];
-        for n in 1.. {
-            if let Some(status) = self.proxy.exited() {
-                panic!(
-                    "sipscreen exited before it was ready ({status}):\n{}",
-                    tail(&self.log, 4000)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sipscreen did not answer OPTIONS on {to} within {WAIT:?}:\n{}",
-                tail(&self.log, 4000)
-            );
-            let options = format!(
-                "OPTIONS sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ready-{n};rport\r\nFrom: <sip:probe@{me}>;tag=ready{n}\r\nTo: <sip:{to}>\r\nCall-ID: ready-{n}-{}\r\nCSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
-                std::process::id()
-            );
-            let _ = probe.send_to(options.as_bytes(), to);
-            if let Ok(len) = probe.recv(&mut buf) {
-                if buf[..len].starts_with(b"SIP/2.0 200") {
-                    return;
-                }
-            }
+            dir,
         }
     }
 
-    /// The address SIPp's callers call.
-    fn target(&self) -> String {
-        format!("127.0.0.1:{}", self.sip)
+    /// A SIPp caller of `tests/pin/{xml}`: one call from alice to `dialed`.
+    fn caller(&self, name: &str, xml: &str, dialed: &str) -> SippCommand {
+        SippCommand::new(name, LOOPBACK)
+            .args(["-sf", &common::scenario("pin", xml), "-s", dialed])
+            .args(["-key", "caller", ALICE, "-m", "1"])
+            .args([self.proxy.udp().to_string()])
+            .trace_msg(true)
+            .timeout(WAIT)
     }
 
     /// Runs a SIPp caller to its end: one call from alice to `dialed`.
     fn call(&self, name: &str, xml: &str, dialed: &str) -> SippRun {
-        let media = free_ports(4);
-        let args = [
-            "-sf".to_owned(),
-            scenario(xml),
-            "-s".to_owned(),
-            dialed.to_owned(),
-            "-key".to_owned(),
-            "caller".to_owned(),
-            ALICE.to_owned(),
-            "-m".to_owned(),
-            "1".to_owned(),
-            "-i".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-p".to_owned(),
-            free_port().to_string(),
-            "-mi".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-mp".to_owned(),
-            media.to_string(),
-            self.target(),
-        ];
-        Sipp::spawn(&self.dir, name, &args).finish(WAIT)
+        self.caller(name, xml, dialed).run(&self.dir, WAIT)
     }
 
     /// Starts the SIPp UAS of `tests/pin/uas.xml` at the next hop, for one call.
     fn uas(&self) -> Sipp {
-        let media = free_ports(4);
-        let args = [
-            "-sf".to_owned(),
-            scenario("uas.xml"),
-            "-m".to_owned(),
-            "1".to_owned(),
-            "-i".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-p".to_owned(),
-            self.next_hop.to_string(),
-            "-mi".to_owned(),
-            "127.0.0.1".to_owned(),
-            "-mp".to_owned(),
-            media.to_string(),
-        ];
-        let mut uas = Sipp::spawn(&self.dir, "uas", &args);
-        uas.wait_bound(self.next_hop);
-        uas
+        SippCommand::new("uas", LOOPBACK)
+            .args(["-sf", &common::scenario("pin", "uas.xml"), "-m", "1"])
+            .port(self.next_hop.lend())
+            .trace_msg(true)
+            .timeout(WAIT)
+            .spawn(&self.dir)
     }
 
     /// A socket at the next hop, where nothing may arrive.
     fn silent_next_hop(&self) -> Silent {
-        Silent(UdpSocket::bind((LOOPBACK, self.next_hop)).expect("bind the next hop's socket"))
+        self.next_hop.silent("next hop")
     }
 
     /// Stops sipscreen (SIGTERM: it drains and must exit 0) and checks it never panicked.
-    fn finish(mut self) {
-        let status = self.proxy.stop(Duration::from_secs(10));
-        let log = read_lossy(&self.log);
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "sipscreen must exit 0 on SIGTERM, got {status:?}:\n{}",
-            tail(&self.log, 4000)
-        );
+    fn finish(self) {
+        let log = self.proxy.stop_ok();
         assert!(!log.contains("panicked"), "sipscreen panicked:\n{log}");
-    }
-}
-
-/// A socket in place of the next hop.
-struct Silent(UdpSocket);
-
-impl Silent {
-    /// Nothing arrived (waiting briefly for stragglers).
-    fn assert_nothing(&self, why: &str) {
-        self.0
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("set a read timeout");
-        let mut buf = [0u8; 65536];
-        if let Ok(n) = self.0.recv(&mut buf) {
-            panic!(
-                "{why}: nothing may reach the next hop, but it got:\n{}",
-                String::from_utf8_lossy(&buf[..n])
-            );
-        }
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // SIPp.
 
-/// One SIPp process, in the foreground as our child (never `-bg`).
-struct Sipp {
-    proc: Proc,
-    name: String,
-    dir: PathBuf,
-}
-
-/// What a finished SIPp run left behind.
-struct SippRun {
-    status: ExitStatus,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Sipp {
-    /// `sipp ARGS` with no stdin, bounded in time, with its screen, errors and messages in
-    /// the test directory; run in the test directory (where the DTMF captures are copied).
-    fn spawn(dir: &TempDir, name: &str, args: &[String]) -> Sipp {
-        let mut all = args.to_vec();
-        all.extend(
-            [
-                "-nostdin",
-                "-timeout",
-                "20s",
-                "-timeout_error",
-                "-recv_timeout",
-                "10000",
-                "-trace_msg",
-                "-message_file",
-                &dir.file(&format!("{name}_messages.log")),
-                "-trace_screen",
-                "-screen_file",
-                &dir.file(&format!("{name}_screen.log")),
-                "-trace_err",
-                "-error_file",
-                &dir.file(&format!("{name}_errors.log")),
-            ]
-            .map(str::to_owned),
-        );
-        let out = fs::File::create(dir.path(&format!("{name}.out"))).expect("SIPp output file");
-        let err = out.try_clone().expect("SIPp output file");
-        let proc = Proc::spawn(
-            name,
-            Command::new(sipp())
-                .args(&all)
-                .current_dir(&dir.0)
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err),
-        );
-        Sipp {
-            proc,
-            name: name.to_owned(),
-            dir: dir.0.clone(),
-        }
-    }
-
-    /// Waits until SIPp has bound its SIP port, so that nothing reaches it before it listens.
-    fn wait_bound(&mut self, port: u16) {
-        let deadline = Instant::now() + WAIT;
-        while !udp_bound(port) {
-            if let Some(status) = self.proc.exited() {
-                panic!(
-                    "{} exited ({status}) before binding port {port}:\n{}",
-                    self.name,
-                    tail(&self.dir.join(format!("{}.out", self.name)), 3000)
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not bind port {port} within {WAIT:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.proc.exited().is_none()
-    }
-
-    /// Waits at most `limit` for SIPp to end by itself; a failure (after stopping it) when
-    /// it does not.
-    fn finish(mut self, limit: Duration) -> SippRun {
-        let status = self.proc.wait(limit);
-        let status = match status {
-            Some(status) => {
-                self.proc.stop(Duration::ZERO);
-                status
-            }
-            None => {
-                self.proc.stop(Duration::from_secs(2));
-                panic!(
-                    "{} did not finish within {limit:?}:\n{}",
-                    self.name,
-                    tail(&self.dir.join(format!("{}_screen.log", self.name)), 3000)
-                );
-            }
-        };
-        SippRun {
-            status,
-            name: self.name.clone(),
-            dir: self.dir.clone(),
-        }
-    }
-}
-
-impl SippRun {
-    fn file(&self, suffix: &str) -> PathBuf {
-        self.dir.join(format!("{}{suffix}", self.name))
-    }
-
-    /// What to show when an assertion on this run fails.
-    fn describe(&self) -> String {
-        format!(
-            "{} exited {}\n--- messages ---\n{}--- screen ---\n{}\n--- errors ---\n{}\n--- output ---\n{}",
-            self.name,
-            self.status,
-            summary(&self.messages()),
-            tail(&self.file("_screen.log"), 2500),
-            tail(&self.file("_errors.log"), 2500),
-            tail(&self.file(".out"), 1500),
-        )
-    }
-
-    /// SIPp exits 0 only when its call went as the scenario says.
-    fn assert_success(&self) {
-        assert_eq!(self.status.code(), Some(0), "{}", self.describe());
-    }
-
-    fn messages(&self) -> Vec<Logged> {
-        parse_message_log(&read_lossy(&self.file("_messages.log")))
-    }
-
-    /// The messages received, by their first line's start (`SIP/2.0 183`, `INVITE `).
-    fn received(&self, start: &str) -> Vec<Logged> {
-        self.messages()
-            .into_iter()
-            .filter(|m| m.received && m.first_line().starts_with(start))
-            .collect()
-    }
-
-    /// The status codes received, in order.
-    fn codes(&self) -> Vec<u16> {
-        self.messages()
-            .iter()
-            .filter(|m| m.received)
-            .filter_map(|m| m.first_line().strip_prefix("SIP/2.0 "))
-            .filter_map(|rest| rest.get(..3)?.parse().ok())
-            .collect()
-    }
-}
-
-fn summary(msgs: &[Logged]) -> String {
-    msgs.iter()
-        .map(|m| {
-            let dir = if m.received { "<-" } else { "->" };
-            format!("{dir} {}\n", m.first_line())
-        })
-        .collect()
-}
-
-/// Copies SIPp's DTMF captures (`tests/captures/`, as shipped by sip-tester) into the test
-/// directory, where the scenarios play them from.
 fn copy_dtmf_captures(dir: &TempDir) {
     for name in ["dtmf_2833_1.pcap", "dtmf_2833_pound.pcap"] {
-        fs::copy(root().join("tests/captures").join(name), dir.path(name))
+        fs::copy(common::scenario("captures", name), dir.path(name))
             .unwrap_or_else(|e| panic!("copy {name}: {e}"));
     }
 }
@@ -642,7 +229,7 @@ fn right_pin_by_rtp_telephone_events_lets_the_call_through() {
     let uas = uas.finish(WAIT);
     assert_one_invite_for(&uas, NUMBER);
     assert!(
-        !udp_bound(port),
+        !udp_bound(LOOPBACK, port),
         "the prompt's RTP port {port} is closed once the PIN is right"
     );
     world.finish();
@@ -709,34 +296,15 @@ fn three_wrong_pins_are_rejected_and_never_reach_the_next_hop() {
 fn cancel_during_the_prompt_gives_487_and_frees_the_rtp_port() {
     let world = World::start("cancel", &Settings::default());
     let next_hop = world.silent_next_hop();
-    let media = free_ports(4);
-    let args = [
-        "-sf".to_owned(),
-        scenario("uac_cancel.xml"),
-        "-s".to_owned(),
-        NUMBER.to_owned(),
-        "-key".to_owned(),
-        "caller".to_owned(),
-        ALICE.to_owned(),
-        "-m".to_owned(),
-        "1".to_owned(),
-        "-i".to_owned(),
-        "127.0.0.1".to_owned(),
-        "-p".to_owned(),
-        free_port().to_string(),
-        "-mi".to_owned(),
-        "127.0.0.1".to_owned(),
-        "-mp".to_owned(),
-        media.to_string(),
-        world.target(),
-    ];
-    let mut uac = Sipp::spawn(&world.dir, "uac", &args);
+    let mut uac = world
+        .caller("uac", "uac_cancel.xml", NUMBER)
+        .spawn(&world.dir);
     // While the call is up, note which prompt ports are open.
     let mut open = HashSet::new();
     let deadline = Instant::now() + WAIT;
     while uac.running() && Instant::now() < deadline {
         for port in (world.rtp.0..=world.rtp.1).filter(|p| p % 2 == 0) {
-            if udp_bound(port) {
+            if udp_bound(LOOPBACK, port) {
                 open.insert(port);
             }
         }
@@ -764,16 +332,10 @@ fn cancel_during_the_prompt_gives_487_and_frees_the_rtp_port() {
     );
     // The port is free again while sipscreen runs: it can be bound (the socket is closed by
     // sipscreen's I/O task just after the CANCEL, so allow a moment).
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let socket = loop {
-        match UdpSocket::bind((LOOPBACK, port)) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("the prompt's RTP port {port} is still in use after the CANCEL: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let socket = bind_within(SocketAddr::new(LOOPBACK, port), Duration::from_secs(2))
+        .unwrap_or_else(|e| {
+            panic!("the prompt's RTP port {port} is still in use after the CANCEL: {e}")
+        });
     drop(socket);
     next_hop.assert_nothing("a call cancelled during the prompt");
     world.finish();
@@ -849,7 +411,7 @@ fn lockout_refuses_even_the_right_pin() {
     let prompt = world.call("prompt", "uac_rejected.xml", NUMBER);
     prompt.assert_success();
     next_hop.assert_nothing("a locked-out user");
-    let log = read_lossy(&world.log);
+    let log = world.proxy.log();
     assert!(
         log.contains("locked out"),
         "the lockout is logged (SPEC §6 item 3):\n{log}"
@@ -939,7 +501,7 @@ fn the_prompt_is_a_440_hz_tone_in_paced_rtp() {
     }
     let me = sip.local_addr().unwrap();
     let rtp_port = rtp.local_addr().unwrap().port();
-    let proxy = SocketAddr::new(LOOPBACK, world.sip);
+    let proxy = world.proxy.udp();
     let call_id = format!("tone-{}@127.0.0.1", std::process::id());
     let branch = format!("z9hG4bK-tone-{}", std::process::id());
     let sdp = format!(

@@ -1,0 +1,145 @@
+//! `sipscreen run` as a test's proxy: started on a configuration whose `listen` addresses
+//! have port 0, so that the system chooses its ports, which are read back from the INFO line
+//! it logs for every bound listener (`listening listen=udp:127.0.0.1:34449`).
+
+use super::process::Proc;
+use super::{read_lossy, tail, TempDir};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long sipscreen may take to bind its listeners.
+const START: Duration = Duration::from_secs(15);
+/// How long it may take to drain and exit after SIGTERM (SPEC §5).
+const STOP: Duration = Duration::from_secs(10);
+
+pub struct Sipscreen {
+    proc: Proc,
+    log: PathBuf,
+    /// What it bound, in `listen` order: (`udp` or `tcp`, address).
+    listeners: Vec<(String, SocketAddr)>,
+}
+
+impl Sipscreen {
+    /// Writes `config` to the test directory, starts `sipscreen run` on it with its stderr in
+    /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`.
+    pub fn start(dir: &TempDir, config: &str) -> Sipscreen {
+        let wanted = listen_entries(config);
+        let path = dir.path("sipscreen.toml");
+        fs::write(&path, config).expect("write the configuration");
+        let log = dir.path("sipscreen.log");
+        let proc = Proc::spawn(
+            "sipscreen",
+            Command::new(env!("CARGO_BIN_EXE_sipscreen"))
+                .arg("run")
+                .arg("--config")
+                .arg(&path)
+                .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(fs::File::create(&log).expect("create the proxy's log")),
+        );
+        let mut proxy = Sipscreen {
+            proc,
+            log,
+            listeners: Vec::new(),
+        };
+        let deadline = Instant::now() + START;
+        loop {
+            proxy.listeners = listening(&read_lossy(&proxy.log));
+            if proxy.listeners.len() >= wanted {
+                return proxy;
+            }
+            if let Some(status) = proxy.proc.exited() {
+                panic!(
+                    "sipscreen exited before it was ready ({status}):\n{}",
+                    proxy.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipscreen did not log its {wanted} listener(s) within {START:?}:\n{}",
+                proxy.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The address of its first listener over `transport` (`udp` or `tcp`).
+    pub fn listener(&self, transport: &str) -> SocketAddr {
+        self.listeners
+            .iter()
+            .find(|(t, _)| t == transport)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("sipscreen has no {transport} listener"))
+    }
+
+    /// Its UDP address: the one peers send to unless a test says otherwise.
+    pub fn udp(&self) -> SocketAddr {
+        self.listener("udp")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        read_lossy(&self.log)
+    }
+
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.log, 4000)
+    }
+
+    /// SIGTERM, then the exit status (it drains, SPEC §5); a failure, after SIGKILL, when it
+    /// does not exit within 10 s.
+    pub fn stop(mut self) -> ExitStatus {
+        match self.proc.stop(STOP) {
+            Some(status) => status,
+            None => panic!(
+                "sipscreen did not exit within {STOP:?} of SIGTERM:\n{}",
+                self.log_tail()
+            ),
+        }
+    }
+
+    /// Stops it and asserts it exited 0; its whole log.
+    pub fn stop_ok(self) -> String {
+        let log = self.log.clone();
+        let status = self.stop();
+        assert!(
+            status.success(),
+            "sipscreen must exit 0 on SIGTERM, got {status}:\n{}",
+            tail(&log, 4000)
+        );
+        read_lossy(&log)
+    }
+}
+
+/// How many addresses the configuration's `server.listen` has.
+fn listen_entries(config: &str) -> usize {
+    let table: toml::Table = config
+        .parse()
+        .unwrap_or_else(|e| panic!("the test's configuration is not TOML: {e}\n{config}"));
+    table
+        .get("server")
+        .and_then(|s| s.get("listen"))
+        .and_then(|l| l.as_array())
+        .map_or(0, Vec::len)
+}
+
+/// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`.
+fn listening(log: &str) -> Vec<(String, SocketAddr)> {
+    log.lines()
+        .filter_map(|line| {
+            line.split_once(" listening listen=")?
+                .1
+                .split_whitespace()
+                .next()
+        })
+        .filter_map(|target| {
+            let (transport, addr) = target.split_once(':')?;
+            Some((transport.to_owned(), addr.parse().ok()?))
+        })
+        .collect()
+}
