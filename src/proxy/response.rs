@@ -158,9 +158,11 @@ impl Proxy {
         let to = st.peer;
         let was_pending = st.is_pending();
         // An INVITE that fails takes its early dialogs with it (SPEC §5.1).
-        let failed_dialogs = (st.invite && was_pending && code >= 300)
-            .then(|| std::mem::take(&mut st.dialogs))
-            .unwrap_or_default();
+        let failed_dialogs = if st.invite && was_pending && code >= 300 {
+            std::mem::take(&mut st.dialogs)
+        } else {
+            Vec::new()
+        };
         let timers = st.on_response(now, code, &bytes);
         let terminated = st.state == ServerState::Terminated;
         self.tx.server_changed(was_pending, sid);
