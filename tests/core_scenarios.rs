@@ -1591,3 +1591,31 @@ fn ten_thousand_silent_branches_leave_no_timer_transaction_or_dialog() {
     assert_eq!(w.proxy.dialogs(), 0);
     assert_eq!(w.proxy.poll_timeout(), None);
 }
+
+#[test]
+fn at_the_transaction_limit_calls_in_flight_still_end() {
+    let mut w = World::with(&SECURE.replace("[limits]\n", "[limits]\nmax_transactions = 2\n"));
+    answered_call(&mut w, "q1", "1009");
+    // Two calls waiting for an answer fill the table: a new call gets 503...
+    for b in ["q2", "q3"] {
+        w.recv(UAC, &call_from(UAC, "1009", "alice", b, ""));
+    }
+    w.sent();
+    w.recv(UAC, &call_from(UAC, "1009", "alice", "q4", ""));
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [503]
+    );
+    // ...but the call already up can still hang up.
+    w.recv(
+        UAC,
+        &in_dialog("BYE", "q1", true, "sip:x@127.0.0.1:5070", 2),
+    );
+    let out = w.sent();
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("BYE ")),
+        "{out:#?}"
+    );
+}

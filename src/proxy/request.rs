@@ -81,8 +81,14 @@ impl Proxy {
             }
             _ if msg.to().and_then(|t| t.tag()).is_some() => {
                 match self.in_dialog(now, from, &msg) {
-                    InDialog::Dialog(dest) | InDialog::Network(dest) => {
-                        self.forward_stateful(now, from, msg, c, Screened::Forward(dest, None))
+                    // A call in flight is never refused to make room (SPEC §7): its requests
+                    // pass the transaction limit; requests for dialogs sipscreen does not
+                    // know do not.
+                    InDialog::Dialog(dest) => self.forward_in_dialog(now, from, msg, c, dest),
+                    InDialog::Network(dest) => {
+                        if !self.overloaded(now, from, &msg, &c) {
+                            self.forward_in_dialog(now, from, msg, c, dest);
+                        }
                     }
                     InDialog::Stranger => {
                         self.warn_refused(now, from, &msg, "in-dialog request for no dialog");
@@ -304,17 +310,15 @@ impl Proxy {
     }
 
     /// An in-dialog request along its dialog (never screened, SPEC §4).
-    fn forward_stateful(
+    fn forward_in_dialog(
         &mut self,
         now: Instant,
         from: Peer,
         msg: Message,
         c: Checked,
-        screened: Screened,
+        dest: Peer,
     ) {
-        if self.overloaded(now, from, &msg, &c) {
-            return;
-        }
+        let screened = Screened::Forward(dest, None);
         self.forward_with(now, from, msg, c, screened, false, |b| b, true);
     }
 
