@@ -273,6 +273,24 @@ impl Proxy {
         if request && !self.is_network(from.addr.ip()) && !self.charge(now, from, 1.0) {
             return;
         }
+        if has_bare_cr(bytes) {
+            // A CR alone inside the header block is a line break to some peers and not to
+            // us: a header we would not see (an asserted identity, say) could be smuggled.
+            if let Some(count) = self.malformed.hit(now) {
+                tracing::warn!(source = %from.addr, count, "bare CR in the header block, dropped");
+            }
+            if request {
+                if let Some(lines) = ReplyLines::find(bytes) {
+                    let e = crate::sip::ParseError {
+                        status: 400,
+                        reason: "a CR without LF in the header block".to_owned(),
+                        request: true,
+                    };
+                    self.send(from, reply::malformed(bytes, &lines, &e));
+                }
+            }
+            return;
+        }
         match Message::parse(bytes) {
             Ok(msg) if msg.is_request() => self.handle_request(now, from, msg),
             Ok(msg) => self.handle_response(now, from, msg),
@@ -327,4 +345,13 @@ impl Proxy {
             tracing::debug!(ended, "dialogs expired without a request");
         }
     }
+}
+
+/// Whether the header block (up to the first empty line) holds a CR that does not start a
+/// CRLF.
+fn has_bare_cr(bytes: &[u8]) -> bool {
+    let end = memchr::memmem::find(bytes, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(bytes, b"\n\n"))
+        .unwrap_or(bytes.len());
+    memchr::memchr_iter(b'\r', &bytes[..end]).any(|i| bytes.get(i + 1) != Some(&b'\n'))
 }
