@@ -1,0 +1,783 @@
+//! No way around the screen, on the wire (SPEC §4.1): the built `sipscreen run` on
+//! loopback, with real peers — plain UDP sockets of the test that play phones, strangers
+//! and callees.
+//!
+//! Loopback is a whole /8: the phones' network (the tenant's `sources`) is 127.0.0.1 alone,
+//! and other addresses play the parts nobody vouches for:
+//!
+//! - 127.0.0.3, a stranger: neither a trusted peer nor a tenant source;
+//! - 127.0.0.6, another stranger, served while the first is banned.
+//!
+//! One Spanish tenant, `acme.example`: alice (1001) may not call abroad, boss (1009, digest
+//! user `the-boss`) may, through the outcall `trunk`; carol (1002) calls abroad with the
+//! PIN 1234. alice and boss have digest credentials unless a test says otherwise.
+//!
+//! What is asserted is what each party receives, and that nothing reaches the PBX or the
+//! trunk (the next hops: sockets of the test) when nothing may. The harness is
+//! `tests/common`: every process is stopped by its PID, every wait is bounded, sipscreen
+//! binds port 0, and each test works in its own temporary directory, kept and named when
+//! the test fails.
+
+mod common;
+use common::net::{free_ports, NextHop};
+use common::proxy::Sipscreen;
+use common::TempDir;
+use sipscreen::proxy::auth::{response, Algorithm, Credentials};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The phones' network: the tenant's only source.
+const PHONES: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+/// Neither a trusted peer nor a tenant source.
+const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+/// Another stranger.
+const NEIGHBOUR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
+
+/// An international number: alice may not call it, boss may, carol with the PIN.
+const NUMBER: &str = "0033612345678";
+/// boss's extension (an internal call to a user: allowed for everyone, goes to the PBX).
+const BOSS: &str = "1009";
+/// carol: her international calls are challenged.
+const CAROL: &str = "1002";
+/// carol's PIN.
+const PIN: &str = "1234";
+/// The Reason sent with every 403 (`server.reject_reason`).
+const REJECT_REASON: &str = "Q.850;cause=21";
+/// How long a party waits for a message that must come.
+const WAIT: Duration = Duration::from_secs(5);
+/// How long a party listens for a message that must not come.
+const QUIET: Duration = Duration::from_millis(700);
+
+// ---------------------------------------------------------------------------------------
+// sipscreen.
+
+/// What a test's configuration varies.
+struct Options {
+    /// Whether alice and boss have digest credentials.
+    credentials: bool,
+    /// Where the PBX (the default next hop) listens.
+    pbx: IpAddr,
+    /// `pin.attempts`, `first_digit_timeout_s`, `inter_digit_timeout_s`.
+    attempts: u32,
+    first_digit_s: u32,
+    inter_digit_s: u32,
+    /// `pin.lockout.failures`.
+    lockout_failures: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            credentials: true,
+            pbx: PHONES,
+            attempts: 3,
+            first_digit_s: 10,
+            inter_digit_s: 5,
+            lockout_failures: 5,
+        }
+    }
+}
+
+fn config(o: &Options, pbx: SocketAddr, trunk: SocketAddr, rtp: (u16, u16)) -> String {
+    let (alice_pw, boss_pw) = if o.credentials {
+        (
+            "  auth_password = \"alice-pw\"\n",
+            "  auth_password = \"boss-pw\"\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"[server]
+listen = ["udp:127.0.0.1:0"]
+next_hop = "udp:{pbx}"
+record_route = true
+reject_reason = "{REJECT_REASON}"
+
+[limits]
+per_source = {{ requests_per_s = 1, burst = 40, ban_s = 60 }}
+
+[pin]
+attempts = {attempts}
+max_digits = 8
+first_digit_timeout_s = {first}
+inter_digit_timeout_s = {inter}
+prompt = "tone"
+rtp_ports = "{lo}-{hi}"
+dial_prefix = "**"
+lockout = {{ failures = {failures}, window_s = 600, lock_s = 900 }}
+
+[brand]
+name = "security-e2e"
+
+[[tenant]]
+name = "acme"
+country = "ES"
+domains = ["acme.example"]
+sources = ["127.0.0.1/32"]
+
+  [[tenant.users]]
+  name = "alice"
+  extension = "1001"
+{alice_pw}
+  [[tenant.users]]
+  name = "boss"
+  extension = "{BOSS}"
+  auth_username = "the-boss"
+{boss_pw}
+  [[tenant.users]]
+  name = "carol"
+  extension = "{CAROL}"
+
+  [[tenant.outcalls]]
+  name = "trunk"
+  patterns = ["_00X."]
+  next_hop = "udp:{trunk}"
+
+  [[tenant.call_permissions]]
+  name = "no-international"
+  extensions = ["_00X."]
+  users = ["alice"]
+
+  [[tenant.call_permissions]]
+  name = "pin-international"
+  extensions = ["_00X."]
+  password = "{PIN}"
+  users = ["carol"]
+"#,
+        attempts = o.attempts,
+        first = o.first_digit_s,
+        inter = o.inter_digit_s,
+        lo = rtp.0,
+        hi = rtp.1,
+        failures = o.lockout_failures,
+    )
+}
+
+/// One test's world: sipscreen, its two next hops (held by the test), its directory.
+struct World {
+    proxy: Sipscreen,
+    /// The default next hop: internal calls.
+    pbx: NextHop,
+    /// The outcall's next hop: international calls.
+    trunk: NextHop,
+    /// Kept while the test runs (sipscreen's configuration and log are there).
+    _dir: TempDir,
+}
+
+impl World {
+    fn start(test: &str, o: &Options) -> World {
+        let dir = TempDir::new("security", test);
+        let pbx = NextHop::udp(o.pbx);
+        let trunk = NextHop::udp(PHONES);
+        let lo = free_ports(PHONES, 4);
+        let text = config(o, pbx.addr(), trunk.addr(), (lo, lo + 3));
+        let proxy = Sipscreen::start(&dir, &text);
+        World {
+            proxy,
+            pbx,
+            trunk,
+            _dir: dir,
+        }
+    }
+
+    /// A party of the test on `ip`, talking to sipscreen.
+    fn party(&self, ip: IpAddr) -> Party {
+        Party::bind(ip, self.proxy.udp())
+    }
+
+    /// A next hop as a party of the test (the callee), talking to sipscreen.
+    fn callee(&self, hop: &NextHop) -> Party {
+        Party::with(hop.socket(), self.proxy.udp())
+    }
+
+    /// Stops sipscreen (it must drain and exit 0) and checks it never panicked.
+    fn finish(self) {
+        let log = self.proxy.stop_ok();
+        assert!(!log.contains("panicked"), "sipscreen panicked:\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SIP messages, written and read by hand.
+
+/// A fresh token for Call-IDs, tags and branches.
+fn unique(what: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{what}{}x{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A request: `headers` are whole lines (each ending in CRLF) after the usual ones.
+struct Request<'a> {
+    method: &'a str,
+    uri: String,
+    /// Who sends it (its Via).
+    via: SocketAddr,
+    branch: String,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: u32,
+    headers: String,
+    body: Option<(&'a str, String)>,
+}
+
+impl Request<'_> {
+    fn text(&self) -> String {
+        let (method, cseq) = (self.method, self.cseq);
+        let mut out = format!(
+            "{method} {} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n{}",
+            self.uri, self.via, self.branch, self.from, self.to, self.call_id, self.headers
+        );
+        match &self.body {
+            Some((ct, body)) => out.push_str(&format!(
+                "Content-Type: {ct}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => out.push_str("Content-Length: 0\r\n\r\n"),
+        }
+        out
+    }
+}
+
+/// A new out-of-dialog request from `user`@acme.example at `via` to `dialed` at sipscreen.
+fn new_request<'a>(
+    method: &'a str,
+    via: SocketAddr,
+    proxy: SocketAddr,
+    user: &str,
+    dialed: &str,
+) -> Request<'a> {
+    Request {
+        method,
+        uri: format!("sip:{dialed}@{proxy}"),
+        via,
+        branch: unique("z9hG4bK-t"),
+        from: format!("<sip:{user}@acme.example>;tag={}", unique("f")),
+        to: format!("<sip:{dialed}@acme.example>"),
+        call_id: unique("call-"),
+        cseq: 1,
+        headers: format!("Contact: <sip:{user}@{via}>\r\n"),
+        body: None,
+    }
+}
+
+/// The ACK for a non-2xx final response to `invite` (RFC 3261 §17.1.1.3): the INVITE's
+/// branch, the response's To.
+fn ack_for(invite: &Request<'_>, resp: &str) -> String {
+    Request {
+        method: "ACK",
+        uri: invite.uri.clone(),
+        via: invite.via,
+        branch: invite.branch.clone(),
+        from: invite.from.clone(),
+        to: header(resp, "To").unwrap_or_default().to_owned(),
+        call_id: invite.call_id.clone(),
+        cseq: invite.cseq,
+        headers: String::new(),
+        body: None,
+    }
+    .text()
+}
+
+/// The status code of a response (0 for a request).
+fn status(msg: &str) -> u16 {
+    msg.strip_prefix("SIP/2.0 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every value of a header (full name), in order.
+fn headers<'m>(msg: &'m str, name: &str) -> Vec<&'m str> {
+    msg.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+fn header<'m>(msg: &'m str, name: &str) -> Option<&'m str> {
+    headers(msg, name).into_iter().next()
+}
+
+fn first_line(msg: &str) -> &str {
+    msg.lines().next().unwrap_or("")
+}
+
+/// The method of a CSeq (`1 INVITE` → `INVITE`).
+fn cseq_method(msg: &str) -> &str {
+    header(msg, "CSeq")
+        .and_then(|c| c.split_whitespace().nth(1))
+        .unwrap_or("")
+}
+
+/// A response to `req` (a request received by a callee of the test), as a UAS sends it:
+/// every Via, the Record-Route, From, To (with `to_tag` added), Call-ID, CSeq, and
+/// `extra` lines.
+fn answer(req: &str, code: u16, reason: &str, to_tag: &str, extra: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
+        let name = line
+            .split_once(':')
+            .map_or("", |(n, _)| n.trim())
+            .to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "record-route" | "from" | "call-id" | "cseq" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" => {
+                out.push_str(line);
+                if !to_tag.is_empty() && !line.contains(";tag=") {
+                    out.push_str(&format!(";tag={to_tag}"));
+                }
+                out.push_str("\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str(extra);
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// A `"name=value"` or `name=value` parameter of a challenge.
+fn param<'v>(value: &'v str, name: &str) -> &'v str {
+    let at = value
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("no {name} in `{value}`"))
+        + name.len()
+        + 1;
+    let rest = &value[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => &q[..q.find('"').unwrap_or(q.len())],
+        None => rest.split([',', ' ']).next().unwrap_or(""),
+    }
+}
+
+/// The `Proxy-Authorization` line a phone computes from the challenge of `alg` in a 407
+/// (RFC 7616, `qop=auth`).
+#[allow(clippy::too_many_arguments)]
+fn authorization(
+    challenge_407: &str,
+    alg: Algorithm,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
+    let challenge = headers(challenge_407, "Proxy-Authenticate")
+        .into_iter()
+        .find(|c| c.contains(&format!("algorithm={}", alg.name())))
+        .unwrap_or_else(|| panic!("no {} challenge in:\n{challenge_407}", alg.name()));
+    let (realm, nonce) = (param(challenge, "realm"), param(challenge, "nonce"));
+    let nc = format!("{nc:08x}");
+    let mut c = Credentials {
+        username: user,
+        realm,
+        nonce,
+        uri,
+        response: "",
+        algorithm: Some(alg.name()),
+        cnonce: "5ec0e2e",
+        qop: "auth",
+        nc: &nc,
+    };
+    let ha1 = alg.hash(&format!("{user}:{realm}:{password}"));
+    let r = response(alg, &ha1, &c, method);
+    c.response = &r;
+    format!(
+        "Proxy-Authorization: Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={}\r\n",
+        c.username, c.realm, c.nonce, c.uri, c.response, alg.name(), c.cnonce, c.nc
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Parties: a UDP socket of the test.
+
+struct Party {
+    socket: UdpSocket,
+    addr: SocketAddr,
+    /// Where it sends by default: sipscreen.
+    proxy: SocketAddr,
+}
+
+impl Party {
+    fn bind(ip: IpAddr, proxy: SocketAddr) -> Party {
+        let socket = UdpSocket::bind((ip, 0))
+            .unwrap_or_else(|e| panic!("cannot bind a UDP socket on {ip}: {e}"));
+        Party::with(socket, proxy)
+    }
+
+    fn with(socket: UdpSocket, proxy: SocketAddr) -> Party {
+        let addr = socket.local_addr().expect("the socket's address");
+        Party {
+            socket,
+            addr,
+            proxy,
+        }
+    }
+
+    fn send(&self, msg: &str) {
+        self.socket
+            .send_to(msg.as_bytes(), self.proxy)
+            .unwrap_or_else(|e| panic!("{} cannot send to {}: {e}", self.addr, self.proxy));
+    }
+
+    /// The next datagram before `deadline`.
+    fn next(&self, deadline: Instant) -> Option<(String, SocketAddr)> {
+        let mut buf = [0u8; 65_535];
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            if left.is_zero() {
+                return None;
+            }
+            self.socket
+                .set_read_timeout(Some(left))
+                .expect("set a read timeout");
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    return Some((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return None
+                }
+                Err(_) => continue, // ICMP port unreachable from an earlier send
+            }
+        }
+    }
+
+    /// Everything that arrives within `window`.
+    fn drain(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        std::iter::from_fn(|| self.next(deadline).map(|(m, _)| m)).collect()
+    }
+
+    /// Nothing arrives within [`QUIET`]: `why` says what the test did.
+    fn assert_nothing(&self, who: &str, why: &str) {
+        let got = self.drain(QUIET);
+        assert!(
+            got.is_empty(),
+            "{why}: nothing may reach {who} ({}), but it got:\n{}",
+            self.addr,
+            got.join("\n----\n")
+        );
+    }
+
+    /// Reads until a message `wanted` accepts (within [`WAIT`]); every other message read on
+    /// the way is returned too, in order, before it.
+    fn until(&self, what: &str, wanted: impl Fn(&str) -> bool) -> (String, Vec<String>) {
+        let deadline = Instant::now() + WAIT;
+        let mut before = Vec::new();
+        loop {
+            match self.next(deadline) {
+                Some((msg, _)) if wanted(&msg) => return (msg, before),
+                Some((msg, _)) => before.push(msg),
+                None => panic!(
+                    "{} got no {what} within {WAIT:?}; it got:\n{}",
+                    self.addr,
+                    before
+                        .iter()
+                        .map(|m| first_line(m))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The first final response to a `method`, skipping 100s;
+    /// a failure on any other response to it on the way.
+    fn final_response(&self, method: &str) -> String {
+        let (msg, before) = self.until(&format!("final response to {method}"), |m| {
+            status(m) >= 200 && cseq_method(m) == method
+        });
+        let odd: Vec<&str> = before
+            .iter()
+            .filter(|m| status(m) != 100)
+            .map(|m| first_line(m))
+            .collect();
+        assert!(
+            odd.is_empty(),
+            "{}: before the final response `{}` it got {odd:?}",
+            self.addr,
+            first_line(&msg)
+        );
+        msg
+    }
+
+    /// The next request of `method`.
+    fn request(&self, method: &str) -> String {
+        let prefix = format!("{method} ");
+        self.until(method, |m| m.starts_with(&prefix)).0
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Nobody vouches for a stranger.
+
+/// An INVITE, a MESSAGE and a REGISTER from the stranger claiming to be boss: each gets
+/// `code`, and nothing reaches the PBX or the trunk.
+fn stranger_is_refused(test: &str, credentials: bool, code: u16) {
+    let world = World::start(
+        test,
+        &Options {
+            credentials,
+            ..Options::default()
+        },
+    );
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let stranger = world.party(STRANGER);
+    let proxy = world.proxy.udp();
+    let mut register = new_request("REGISTER", stranger.addr, proxy, "boss", "boss");
+    register.uri = "sip:acme.example".to_owned();
+    register.to = "<sip:boss@acme.example>".to_owned();
+    for mut req in [
+        new_request("INVITE", stranger.addr, proxy, "boss", NUMBER),
+        new_request("MESSAGE", stranger.addr, proxy, "boss", BOSS),
+        register,
+    ] {
+        if req.method == "MESSAGE" {
+            req.body = Some(("text/plain", "open the trunk".to_owned()));
+        }
+        stranger.send(&req.text());
+        let resp = stranger.final_response(req.method);
+        assert_eq!(
+            status(&resp),
+            code,
+            "{} from a stranger claiming to be boss:\n{resp}",
+            req.method
+        );
+        if code == 407 {
+            let challenges = headers(&resp, "Proxy-Authenticate");
+            assert_eq!(challenges.len(), 2, "two challenges:\n{resp}");
+            assert!(
+                challenges[0].contains("algorithm=SHA-256")
+                    && challenges[1].contains("algorithm=MD5")
+                    && challenges
+                        .iter()
+                        .all(|c| c.contains("qop=\"auth\"") && param(c, "realm") == "acme.example"),
+                "SHA-256 then MD5, qop=auth, the realm of the tenant's first domain:\n{resp}"
+            );
+        } else {
+            assert!(
+                headers(&resp, "Proxy-Authenticate").is_empty(),
+                "no challenge when nobody can authenticate:\n{resp}"
+            );
+            let text = resp.to_ascii_lowercase();
+            assert!(
+                !text.contains("no-international") && !text.contains("the-boss"),
+                "a 403 gives no hint of rules or users:\n{resp}"
+            );
+        }
+        if req.method == "INVITE" {
+            // As a phone does: ACK the final response. It goes nowhere.
+            stranger.send(&ack_for(&req, &resp));
+        }
+    }
+    stranger.assert_nothing("the stranger", "every refusal is sent once");
+    pbx.assert_nothing("a stranger's INVITE, MESSAGE and REGISTER");
+    trunk.assert_nothing("a stranger's INVITE, MESSAGE and REGISTER");
+    world.finish();
+}
+
+#[test]
+fn a_stranger_claiming_a_user_is_challenged_and_nothing_reaches_a_next_hop() {
+    stranger_is_refused("stranger-407", true, 407);
+}
+
+#[test]
+fn a_stranger_is_refused_403_when_nobody_can_authenticate() {
+    stranger_is_refused("stranger-403", false, 403);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Digest credentials decide whose rights apply.
+
+#[test]
+fn digest_credentials_decide_with_the_authenticated_users_rights_whatever_from_says() {
+    let world = World::start("digest", &Options::default());
+    let (pbx, trunk_silent) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let stranger = world.party(STRANGER);
+    let proxy = world.proxy.udp();
+
+    // From says boss: challenged.
+    let first = new_request("INVITE", stranger.addr, proxy, "boss", NUMBER);
+    stranger.send(&first.text());
+    let challenge = stranger.final_response("INVITE");
+    assert_eq!(status(&challenge), 407, "{challenge}");
+    stranger.send(&ack_for(&first, &challenge));
+
+    // alice's credentials (MD5), From still boss: alice's rights, no international: 403.
+    let mut as_alice = new_request("INVITE", stranger.addr, proxy, "boss", NUMBER);
+    as_alice.headers += &authorization(
+        &challenge,
+        Algorithm::Md5,
+        "alice",
+        "alice-pw",
+        "INVITE",
+        &as_alice.uri,
+        1,
+    );
+    stranger.send(&as_alice.text());
+    let refused = stranger.final_response("INVITE");
+    assert_eq!(
+        status(&refused),
+        403,
+        "alice's credentials carry alice's rights, whatever From says:\n{refused}"
+    );
+    assert_eq!(header(&refused, "Reason"), Some(REJECT_REASON), "{refused}");
+    stranger.send(&ack_for(&as_alice, &refused));
+    trunk_silent.assert_nothing("alice's credentials with From: boss");
+
+    // boss's credentials (SHA-256, by auth_username), From says alice: boss's rights, the
+    // call goes to the trunk.
+    let trunk = world.callee(&world.trunk);
+    let mut as_boss = new_request("INVITE", stranger.addr, proxy, "alice", NUMBER);
+    as_boss.headers += &authorization(
+        &challenge,
+        Algorithm::Sha256,
+        "the-boss",
+        "boss-pw",
+        "INVITE",
+        &as_boss.uri,
+        2,
+    );
+    stranger.send(&as_boss.text());
+    let forwarded = trunk.request("INVITE");
+    assert!(
+        first_line(&forwarded).starts_with(&format!("INVITE sip:{NUMBER}@")),
+        "the trunk gets the call:\n{forwarded}"
+    );
+    assert!(
+        headers(&forwarded, "Proxy-Authorization").is_empty(),
+        "credentials consumed by sipscreen go no further:\n{forwarded}"
+    );
+    // The trunk is busy: the caller gets the 486, and the transaction ends.
+    trunk.send(&answer(&forwarded, 486, "Busy Here", &unique("t"), ""));
+    let busy = stranger.final_response("INVITE");
+    assert_eq!(status(&busy), 486, "{busy}");
+    stranger.send(&ack_for(&as_boss, &busy));
+    let ack = trunk.request("ACK");
+    assert_eq!(cseq_method(&ack), "ACK", "sipscreen ACKs the trunk's 486");
+
+    pbx.assert_nothing("calls to an international number");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Guessing passwords gets a source banned, and only that source.
+
+#[test]
+fn wrong_credentials_get_407_until_the_source_is_banned_while_others_are_served() {
+    let world = World::start("guessing", &Options::default());
+    let (pbx, trunk_silent) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let stranger = world.party(STRANGER);
+    let proxy = world.proxy.udp();
+
+    let first = new_request("INVITE", stranger.addr, proxy, "boss", NUMBER);
+    stranger.send(&first.text());
+    let challenge = stranger.final_response("INVITE");
+    assert_eq!(status(&challenge), 407, "{challenge}");
+
+    // burst 40, one token a second, one per request and ten more per wrong password: the
+    // stranger is banned after a few guesses, and is then not answered at all.
+    let mut answered = 0;
+    let mut banned = false;
+    for nc in 1..=10 {
+        let mut guess = new_request("INVITE", stranger.addr, proxy, "boss", NUMBER);
+        guess.headers += &authorization(
+            &challenge,
+            Algorithm::Md5,
+            "the-boss",
+            &format!("guess{nc}"),
+            "INVITE",
+            &guess.uri,
+            nc,
+        );
+        stranger.send(&guess.text());
+        let got = stranger.drain(QUIET);
+        if got.is_empty() {
+            banned = true;
+            break;
+        }
+        let finals: Vec<u16> = got
+            .iter()
+            .map(|m| status(m))
+            .filter(|&c| c >= 200)
+            .collect();
+        assert_eq!(
+            finals,
+            [407],
+            "a wrong password gets a new challenge: {got:?}"
+        );
+        answered += 1;
+    }
+    assert!(
+        banned && (2..=6).contains(&answered),
+        "banned after a few wrong passwords (answered {answered}, banned {banned})"
+    );
+    // Banned: even the right password goes unanswered, and reaches nobody.
+    let mut right = new_request("INVITE", stranger.addr, proxy, "boss", NUMBER);
+    right.headers += &authorization(
+        &challenge,
+        Algorithm::Md5,
+        "the-boss",
+        "boss-pw",
+        "INVITE",
+        &right.uri,
+        20,
+    );
+    stranger.send(&right.text());
+    stranger.assert_nothing("the banned stranger", "the right password while banned");
+    trunk_silent.assert_nothing("guessed passwords");
+    let log = world.proxy.log();
+    assert!(
+        log.contains("source over its request rate, ignored") && log.contains("127.0.0.3"),
+        "the ban is logged with its source:\n{}",
+        world.proxy.log_tail()
+    );
+
+    // Another source is served meanwhile: challenged, then boss's right password opens the
+    // trunk.
+    let neighbour = world.party(NEIGHBOUR);
+    let trunk = world.callee(&world.trunk);
+    let hello = new_request("INVITE", neighbour.addr, proxy, "boss", NUMBER);
+    neighbour.send(&hello.text());
+    let challenge = neighbour.final_response("INVITE");
+    assert_eq!(status(&challenge), 407, "{challenge}");
+    neighbour.send(&ack_for(&hello, &challenge));
+    let mut call = new_request("INVITE", neighbour.addr, proxy, "boss", NUMBER);
+    call.headers += &authorization(
+        &challenge,
+        Algorithm::Md5,
+        "the-boss",
+        "boss-pw",
+        "INVITE",
+        &call.uri,
+        1,
+    );
+    neighbour.send(&call.text());
+    let forwarded = trunk.request("INVITE");
+    trunk.send(&answer(&forwarded, 486, "Busy Here", &unique("t"), ""));
+    let busy = neighbour.final_response("INVITE");
+    assert_eq!(status(&busy), 486, "{busy}");
+    neighbour.send(&ack_for(&call, &busy));
+    trunk.request("ACK");
+    pbx.assert_nothing("international calls");
+    world.finish();
+}
