@@ -1,19 +1,23 @@
-//! No way around the screen, on the wire (SPEC §4.1): the built `sipscreen run` on
-//! loopback, with real peers — plain UDP sockets of the test that play phones, strangers
-//! and callees.
+//! No way around the screen, on the wire (SPEC §4.1, §5.1): the built `sipscreen run` on
+//! loopback, with real peers — plain UDP sockets of the test that play phones, strangers,
+//! forgers and callees, and SIPp where a real user agent matters (a dialog with route sets).
 //!
 //! Loopback is a whole /8: the phones' network (the tenant's `sources`) is 127.0.0.1 alone,
 //! and other addresses play the parts nobody vouches for:
 //!
 //! - 127.0.0.3, a stranger: neither a trusted peer nor a tenant source;
-//! - 127.0.0.6, another stranger, served while the first is banned.
+//! - 127.0.0.4, a callee (the PBX of one test) that is not a source either;
+//! - 127.0.0.5, a listener of the test that an invented dialog aims at;
+//! - 127.0.0.6, another stranger, served while the first is banned;
+//! - 127.0.0.7, a forger of responses.
 //!
 //! One Spanish tenant, `acme.example`: alice (1001) may not call abroad, boss (1009, digest
 //! user `the-boss`) may, through the outcall `trunk`; carol (1002) calls abroad with the
 //! PIN 1234. alice and boss have digest credentials unless a test says otherwise.
 //!
 //! What is asserted is what each party receives, and that nothing reaches the PBX or the
-//! trunk (the next hops: sockets of the test) when nothing may. The harness is
+//! trunk (the next hops: sockets of the test) when nothing may. SIPp (Debian package
+//! `sip-tester`) is required: these tests fail, never skip, without it. The harness is
 //! `tests/common`: every process is stopped by its PID, every wait is bounded, sipscreen
 //! binds port 0, and each test works in its own temporary directory, kept and named when
 //! the test fails.
@@ -21,6 +25,7 @@
 mod common;
 use common::net::{free_ports, NextHop};
 use common::proxy::Sipscreen;
+use common::sipp::{summary, SippCommand};
 use common::TempDir;
 use sipscreen::proxy::auth::{response, Algorithm, Credentials};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -31,8 +36,14 @@ use std::time::{Duration, Instant};
 const PHONES: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 /// Neither a trusted peer nor a tenant source.
 const STRANGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+/// A callee that is not a source.
+const CALLEE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 4));
+/// Where an invented dialog's Request-URI points.
+const TARGET: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 5));
 /// Another stranger.
 const NEIGHBOUR: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 6));
+/// A forger of responses.
+const FORGER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 7));
 
 /// An international number: alice may not call it, boss may, carol with the PIN.
 const NUMBER: &str = "0033612345678";
@@ -162,8 +173,7 @@ struct World {
     pbx: NextHop,
     /// The outcall's next hop: international calls.
     trunk: NextHop,
-    /// Kept while the test runs (sipscreen's configuration and log are there).
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl World {
@@ -178,7 +188,7 @@ impl World {
             proxy,
             pbx,
             trunk,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -265,6 +275,15 @@ fn new_request<'a>(
         headers: format!("Contact: <sip:{user}@{via}>\r\n"),
         body: None,
     }
+}
+
+/// An SDP offer of PCMU and telephone-event/101 at `rtp`.
+fn offer(rtp: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        ip = rtp.ip(),
+        port = rtp.port()
+    )
 }
 
 /// The ACK for a non-2xx final response to `invite` (RFC 3261 §17.1.1.3): the INVITE's
@@ -779,5 +798,225 @@ fn wrong_credentials_get_407_until_the_source_is_banned_while_others_are_served(
     neighbour.send(&ack_for(&call, &busy));
     trunk.request("ACK");
     pbx.assert_nothing("international calls");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. A To tag is not a pass.
+
+#[test]
+fn an_invented_dialog_gets_481_and_a_stray_ack_is_dropped() {
+    let world = World::start("invented-dialog", &Options::default());
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let stranger = world.party(STRANGER);
+    let target = Party::bind(TARGET, world.proxy.udp());
+    let proxy = world.proxy.udp();
+
+    // A re-INVITE of a dialog nobody made, aimed at the target.
+    let invented = |method: &'static str, cseq: u32| {
+        let mut r = new_request(method, stranger.addr, proxy, "alice", "+33612345678");
+        r.uri = format!("sip:+33612345678@{}", target.addr);
+        r.to = format!("<sip:+33612345678@acme.example>;tag={}", unique("made-up"));
+        r.cseq = cseq;
+        r
+    };
+    for (method, body) in [
+        ("INVITE", Some(("application/sdp", offer(stranger.addr)))),
+        ("MESSAGE", Some(("text/plain", "hello".to_owned()))),
+        ("BYE", None),
+    ] {
+        let mut req = invented(method, 2);
+        req.body = body;
+        stranger.send(&req.text());
+        let resp = stranger.final_response(method);
+        assert_eq!(
+            status(&resp),
+            481,
+            "{method} in a dialog sipscreen did not admit:\n{resp}"
+        );
+    }
+    // A bare ACK with 1,400 bytes of body, matching no transaction and no dialog: dropped.
+    let mut ack = invented("ACK", 1);
+    ack.body = Some(("application/octet-stream", "x".repeat(1400)));
+    stranger.send(&ack.text());
+    stranger.assert_nothing("the stranger", "a stray ACK is never answered");
+    target.assert_nothing("the target", "requests of an invented dialog");
+    pbx.assert_nothing("requests of an invented dialog");
+    trunk.assert_nothing("requests of an invented dialog");
+
+    // The same re-INVITE from the phones' network (a dialog sipscreen does not know, after
+    // a restart say) is forwarded as before: the target would have got it, had it been
+    // allowed.
+    let phone = world.party(PHONES);
+    let mut known = new_request("INVITE", phone.addr, proxy, "alice", "+33612345678");
+    known.uri = format!("sip:+33612345678@{}", target.addr);
+    known.to = format!("<sip:+33612345678@acme.example>;tag={}", unique("old"));
+    known.cseq = 2;
+    phone.send(&known.text());
+    let forwarded = target.request("INVITE");
+    target.send(&answer(
+        &forwarded,
+        481,
+        "Call/Transaction Does Not Exist",
+        "",
+        "",
+    ));
+    let resp = phone.final_response("INVITE");
+    assert_eq!(status(&resp), 481, "{resp}");
+    phone.send(&ack_for(&known, &resp));
+    target.request("ACK");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Responses are believed only from where the request went.
+
+#[test]
+fn a_forged_response_with_the_right_branch_never_reaches_the_caller() {
+    let world = World::start("forged", &Options::default());
+    let trunk = world.trunk.silent("trunk");
+    let caller = world.party(PHONES);
+    let uas = world.callee(&world.pbx);
+    let proxy = world.proxy.udp();
+
+    let invite = new_request("INVITE", caller.addr, proxy, CAROL, BOSS);
+    caller.send(&invite.text());
+    let forwarded = uas.request("INVITE");
+    let vias = headers(&forwarded, "Via");
+    assert!(
+        vias.len() == 2 && vias[0].contains(";branch=z9hG4bK"),
+        "sipscreen's Via on top of the caller's:\n{forwarded}"
+    );
+
+    // Busy, from someone else, with every Via right (so the branch too).
+    let forger = Party::bind(FORGER, proxy);
+    forger.send(&answer(&forwarded, 486, "Busy Here", &unique("evil"), ""));
+    // And a 200 from the callee's own address but another port.
+    let neighbour_port = Party::bind(PHONES, proxy);
+    neighbour_port.send(&answer(
+        &forwarded,
+        200,
+        "OK",
+        &unique("evil"),
+        &format!("Contact: <sip:evil@{}>\r\n", neighbour_port.addr),
+    ));
+    let got: Vec<String> = caller
+        .drain(QUIET)
+        .into_iter()
+        .filter(|m| status(m) != 100)
+        .collect();
+    assert!(
+        got.is_empty(),
+        "forged responses reach nobody; the caller got:\n{}",
+        got.join("\n----\n")
+    );
+    forger.assert_nothing("the forger", "its forged 486");
+
+    // The callee rings and answers: the caller gets both.
+    let tag = unique("callee");
+    let contact = format!("Contact: <sip:{BOSS}@{}>\r\n", uas.addr);
+    uas.send(&answer(&forwarded, 180, "Ringing", &tag, &contact));
+    let (ringing, _) = caller.until("180", |m| status(m) == 180);
+    assert_eq!(header(&ringing, "Call-ID"), Some(invite.call_id.as_str()));
+    uas.send(&answer(&forwarded, 200, "OK", &tag, &contact));
+    let (ok, before) = caller.until("200", |m| status(m) == 200);
+    assert!(
+        before.iter().all(|m| matches!(status(m), 100 | 180)),
+        "only 100/180 before the 200: {before:?}"
+    );
+    assert!(
+        header(&ok, "To").is_some_and(|t| t.contains(&tag)),
+        "the callee's own 200:\n{ok}"
+    );
+
+    // ACK and BYE along the route set reach the callee; its 200 for the BYE comes back.
+    let route: String = headers(&ok, "Record-Route")
+        .iter()
+        .map(|rr| format!("Route: {rr}\r\n"))
+        .collect();
+    assert!(!route.is_empty(), "sipscreen records its route:\n{ok}");
+    let in_dialog = |method: &'static str, cseq: u32| Request {
+        method,
+        uri: format!("sip:{BOSS}@{}", uas.addr),
+        via: caller.addr,
+        branch: unique("z9hG4bK-d"),
+        from: invite.from.clone(),
+        to: header(&ok, "To").unwrap_or_default().to_owned(),
+        call_id: invite.call_id.clone(),
+        cseq,
+        headers: route.clone(),
+        body: None,
+    };
+    caller.send(&in_dialog("ACK", 1).text());
+    uas.request("ACK");
+    caller.send(&in_dialog("BYE", 2).text());
+    let bye = uas.request("BYE");
+    uas.send(&answer(&bye, 200, "OK", "", ""));
+    let done = caller.final_response("BYE");
+    assert_eq!(status(&done), 200, "{done}");
+    trunk.assert_nothing("an internal call");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. A real dialog still works both ways when the callee is no source of the tenant.
+
+#[test]
+fn a_callee_that_is_no_source_hangs_up_through_the_proxy_after_a_reinvite() {
+    let world = World::start(
+        "dialog",
+        &Options {
+            pbx: CALLEE,
+            ..Options::default()
+        },
+    );
+    let trunk = world.trunk.silent("trunk");
+    let uas = SippCommand::new("uas", CALLEE)
+        .args(["-sf", &common::scenario("security", "dialog_uas.xml")])
+        .args(["-m", "1", "-bind_local"])
+        .port(world.pbx.lend())
+        .trace_msg(true)
+        .timeout(Duration::from_secs(20))
+        .spawn(&world.dir);
+    let uac = SippCommand::new("uac", PHONES)
+        .args(["-sf", &common::scenario("security", "dialog_uac.xml")])
+        .args(["-s", BOSS, "-key", "caller", CAROL, "-m", "1"])
+        .args([world.proxy.udp().to_string()])
+        .trace_msg(true)
+        .timeout(Duration::from_secs(20))
+        .run(&world.dir, Duration::from_secs(25));
+    let uas = uas.finish(Duration::from_secs(20));
+    assert!(
+        uac.status.success() && uas.status.success(),
+        "the call, its re-INVITE and the callee's BYE all pass:\n{}\n{}\nproxy log:\n{}",
+        uac.describe(),
+        uas.describe(),
+        world.proxy.log_tail()
+    );
+    // The callee's requests reached the caller through sipscreen: its Via on top.
+    let proxy = world.proxy.udp();
+    let via = format!("SIP/2.0/UDP {proxy};branch=z9hG4bK");
+    let byes = uac.received("BYE ");
+    assert_eq!(byes.len(), 1, "{}", summary(&uac.messages()));
+    let vias = byes[0].headers("Via");
+    assert!(
+        vias.len() == 2 && vias[0].starts_with(&via) && vias[1].contains(&CALLEE.to_string()),
+        "the callee's BYE came through sipscreen:\n{}",
+        byes[0].text
+    );
+    let reinvites: Vec<_> = uas
+        .received("INVITE ")
+        .into_iter()
+        .filter(|m| m.header("CSeq").as_deref() == Some("2 INVITE"))
+        .collect();
+    assert_eq!(reinvites.len(), 1, "{}", summary(&uas.messages()));
+    assert!(
+        reinvites[0]
+            .header("Via")
+            .is_some_and(|v| v.starts_with(&via)),
+        "the re-INVITE came through sipscreen:\n{}",
+        reinvites[0].text
+    );
+    trunk.assert_nothing("an internal call");
     world.finish();
 }
