@@ -1,6 +1,7 @@
-//! No way around the screen, on the wire (SPEC §4.1, §5.1): the built `sipscreen run` on
-//! loopback, with real peers — plain UDP sockets of the test that play phones, strangers,
-//! forgers and callees, and SIPp where a real user agent matters (a dialog with route sets).
+//! No way around the screen, on the wire (SPEC §4.1, §5.1, §6 items 4–7): the built
+//! `sipscreen run` on loopback, with real peers — plain UDP sockets of the test that play
+//! phones, strangers, forgers and callees, and SIPp where a real user agent matters (RTP
+//! DTMF from captures, a dialog with route sets).
 //!
 //! Loopback is a whole /8: the phones' network (the tenant's `sources`) is 127.0.0.1 alone,
 //! and other addresses play the parts nobody vouches for:
@@ -17,17 +18,18 @@
 //!
 //! What is asserted is what each party receives, and that nothing reaches the PBX or the
 //! trunk (the next hops: sockets of the test) when nothing may. SIPp (Debian package
-//! `sip-tester`) is required: these tests fail, never skip, without it. The harness is
-//! `tests/common`: every process is stopped by its PID, every wait is bounded, sipscreen
-//! binds port 0, and each test works in its own temporary directory, kept and named when
-//! the test fails.
+//! `sip-tester`, with its DTMF captures in /usr/share/sip-tester) is required: these tests
+//! fail, never skip, without it. The harness is `tests/common`: every process is stopped by
+//! its PID, every wait is bounded, sipscreen binds port 0, and each test works in its own
+//! temporary directory, kept and named when the test fails.
 
 mod common;
 use common::net::{free_ports, NextHop};
 use common::proxy::Sipscreen;
-use common::sipp::{summary, SippCommand};
+use common::sipp::{summary, SippCommand, SippRun};
 use common::TempDir;
 use sipscreen::proxy::auth::{response, Algorithm, Credentials};
+use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -547,6 +549,83 @@ impl Party {
 }
 
 // ---------------------------------------------------------------------------------------
+// RFC 4733 telephone-events sent by a socket of the test.
+
+struct Keypad<'s> {
+    socket: &'s UdpSocket,
+    to: SocketAddr,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+}
+
+impl<'s> Keypad<'s> {
+    fn new(socket: &'s UdpSocket, to: SocketAddr, ssrc: u32) -> Keypad<'s> {
+        Keypad {
+            socket,
+            to,
+            ssrc,
+            sequence: 1000,
+            timestamp: 80_000,
+        }
+    }
+
+    /// One key as a phone sends it: three packets while it is held, three end packets, all
+    /// with the event's timestamp; the next event starts 100 ms later on the RTP clock.
+    fn key(&mut self, key: char) {
+        let event = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            _ => panic!("no DTMF key {key}"),
+        };
+        for (i, (end, duration)) in [
+            (false, 160u16),
+            (false, 320),
+            (false, 480),
+            (true, 640),
+            (true, 640),
+            (true, 640),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let flags = if end { 0x80 | 10 } else { 10 };
+            let d = duration.to_be_bytes();
+            let packet = sipscreen::media::rtp::write(
+                i == 0,
+                101,
+                self.sequence,
+                self.timestamp,
+                self.ssrc,
+                &[event, flags, d[0], d[1]],
+            );
+            self.socket
+                .send_to(&packet, self.to)
+                .expect("send a telephone-event");
+            self.sequence = self.sequence.wrapping_add(1);
+        }
+        self.timestamp = self.timestamp.wrapping_add(800 + 640);
+    }
+
+    fn keys(&mut self, keys: &str, gap: Duration) {
+        for k in keys.chars() {
+            self.key(k);
+            std::thread::sleep(gap);
+        }
+    }
+}
+
+/// The port of a message's SDP `m=audio` line.
+fn sdp_port(msg: &str) -> u16 {
+    msg.split("m=audio ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no m=audio port in:\n{msg}"))
+}
+
+// ---------------------------------------------------------------------------------------
 // 1. Nobody vouches for a stranger.
 
 /// An INVITE, a MESSAGE and a REGISTER from the stranger claiming to be boss: each gets
@@ -955,6 +1034,343 @@ fn a_forged_response_with_the_right_branch_never_reaches_the_caller() {
     let done = caller.final_response("BYE");
     assert_eq!(status(&done), 200, "{done}");
     trunk.assert_nothing("an internal call");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Only the caller types the PIN, at a person's pace, over the prompt.
+
+/// Copies SIPp's DTMF captures of `keys` to the test directory (where SIPp reads them).
+fn copy_dtmf_captures(dir: &TempDir, keys: &[&str]) {
+    for key in keys {
+        let name = format!("dtmf_2833_{key}.pcap");
+        let from = std::path::Path::new("/usr/share/sip-tester").join(&name);
+        fs::copy(&from, dir.path(&name)).unwrap_or_else(|e| {
+            panic!(
+                "cannot copy {}: {e} (SIPp's DTMF captures come with the Debian package \
+                 sip-tester)",
+                from.display()
+            )
+        });
+    }
+}
+
+#[test]
+fn a_pin_typed_over_the_prompt_at_a_persons_pace_is_accepted() {
+    let world = World::start("pace", &Options::default());
+    let pbx = world.pbx.silent("PBX");
+    copy_dtmf_captures(&world.dir, &["1", "2", "3", "4", "pound"]);
+    let uas = SippCommand::new("uas", PHONES)
+        .args(["-sf", &common::scenario("pin", "uas.xml"), "-m", "1"])
+        .port(world.trunk.lend())
+        .trace_msg(true)
+        .timeout(Duration::from_secs(20))
+        .spawn(&world.dir);
+    let started = Instant::now();
+    let uac = SippCommand::new("uac", PHONES)
+        .args(["-sf", &common::scenario("security", "uac_pin_by_rtp.xml")])
+        .args(["-s", NUMBER, "-key", "caller", CAROL, "-m", "1"])
+        .args([world.proxy.udp().to_string()])
+        .trace_msg(true)
+        .timeout(Duration::from_secs(20))
+        .run(&world.dir, Duration::from_secs(25));
+    assert!(
+        uac.status.success(),
+        "carol typing 1234# over the prompt, a digit every 600 ms, gets through:\n{}\nproxy log:\n{}",
+        uac.describe(),
+        world.proxy.log_tail()
+    );
+    assert_eq!(uac.received("SIP/2.0 183").len(), 1, "{}", uac.describe());
+    let uas: SippRun = uas.finish(Duration::from_secs(20));
+    uas.assert_success();
+    let invites = uas.received("INVITE ");
+    assert_eq!(invites.len(), 1, "{}", uas.describe());
+    assert!(
+        invites[0]
+            .request_uri()
+            .starts_with(&format!("sip:{NUMBER}@")),
+        "the trunk gets the call:\n{}",
+        invites[0].text
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the whole call took {:?}",
+        started.elapsed()
+    );
+    pbx.assert_nothing("an international call");
+    world.finish();
+}
+
+/// carol's phone: a SIP socket and an RTP socket on the phones' network.
+struct Phone {
+    sip: Party,
+    rtp: UdpSocket,
+}
+
+impl Phone {
+    fn new(world: &World) -> Phone {
+        let rtp = UdpSocket::bind((PHONES, 0)).expect("bind the phone's RTP socket");
+        Phone {
+            sip: world.party(PHONES),
+            rtp,
+        }
+    }
+
+    /// carol's INVITE to `dialed` with an SDP offer at her RTP socket.
+    fn invite(&self, dialed: &str) -> Request<'static> {
+        let mut invite = new_request("INVITE", self.sip.addr, self.sip.proxy, CAROL, dialed);
+        let rtp = self.rtp.local_addr().expect("the RTP socket's address");
+        invite.body = Some(("application/sdp", offer(rtp)));
+        invite
+    }
+
+    /// Calls `dialed` and waits for the 183 of the PIN prompt: sipscreen's RTP address.
+    fn call_prompted(&self, dialed: &str) -> (Request<'static>, SocketAddr) {
+        let invite = self.invite(dialed);
+        self.sip.send(&invite.text());
+        let (progress, before) = self
+            .sip
+            .until("183", |m| status(m) == 183 || status(m) >= 200);
+        assert_eq!(
+            status(&progress),
+            183,
+            "carol calling {dialed} is prompted for the PIN: {:?}\n{progress}",
+            before.iter().map(|m| first_line(m)).collect::<Vec<_>>()
+        );
+        let prompt = SocketAddr::new(PHONES, sdp_port(&progress));
+        (invite, prompt)
+    }
+}
+
+#[test]
+fn digits_from_another_address_are_ignored_and_lock_nobody_out() {
+    let world = World::start(
+        "foreign-digits",
+        &Options {
+            lockout_failures: 2,
+            ..Options::default()
+        },
+    );
+    let pbx = world.pbx.silent("PBX");
+    let trunk_silent = world.trunk.silent("trunk");
+    let phone = Phone::new(&world);
+    let (invite, prompt) = phone.call_prompted(NUMBER);
+
+    // Someone else types into carol's prompt: the right PIN, then wrong ones, more than
+    // `attempts` and `lockout.failures` together.
+    let stranger = UdpSocket::bind((STRANGER, 0)).expect("bind the stranger's RTP socket");
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("set a read timeout");
+    let mut keypad = Keypad::new(&stranger, prompt, 0x5742_4e47);
+    keypad.keys(&format!("{PIN}#"), Duration::from_millis(60));
+    for _ in 0..5 {
+        keypad.keys("99#", Duration::from_millis(60));
+    }
+    let got: Vec<String> = phone
+        .sip
+        .drain(QUIET)
+        .into_iter()
+        .filter(|m| status(m) >= 200)
+        .collect();
+    assert!(
+        got.is_empty(),
+        "digits from another address neither open nor close carol's call; she got:\n{}",
+        got.join("\n----\n")
+    );
+    trunk_silent.assert_nothing("the right PIN typed from another address");
+    let mut buf = [0u8; 2048];
+    assert!(
+        stranger.recv_from(&mut buf).is_err(),
+        "the prompt is never played at the stranger"
+    );
+
+    // carol's own digits: the call goes through.
+    let trunk = world.callee(&world.trunk);
+    Keypad::new(&phone.rtp, prompt, 0x0ca1_0001)
+        .keys(&format!("{PIN}#"), Duration::from_millis(60));
+    let forwarded = trunk.request("INVITE");
+    assert!(
+        first_line(&forwarded).starts_with(&format!("INVITE sip:{NUMBER}@")),
+        "{forwarded}"
+    );
+    trunk.send(&answer(&forwarded, 486, "Busy Here", &unique("t"), ""));
+    let busy = phone.sip.final_response("INVITE");
+    assert_eq!(
+        status(&busy),
+        486,
+        "the trunk's answer reaches carol:\n{busy}"
+    );
+    phone.sip.send(&ack_for(&invite, &busy));
+    trunk.request("ACK");
+
+    // And carol is not locked out: the PIN with the dial prefix opens the trunk again.
+    let prefixed = new_request(
+        "INVITE",
+        phone.sip.addr,
+        phone.sip.proxy,
+        CAROL,
+        &format!("**{PIN}*{NUMBER}"),
+    );
+    phone.sip.send(&prefixed.text());
+    let forwarded = trunk.request("INVITE");
+    trunk.send(&answer(&forwarded, 486, "Busy Here", &unique("t"), ""));
+    let busy = phone.sip.final_response("INVITE");
+    assert_eq!(status(&busy), 486, "not locked out:\n{busy}");
+    phone.sip.send(&ack_for(&prefixed, &busy));
+    trunk.request("ACK");
+    let log = world.proxy.log();
+    assert!(!log.contains("locked out"), "nobody was locked out:\n{log}");
+    pbx.assert_nothing("international calls");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Timeouts fire on time, whatever digits came.
+
+#[test]
+fn one_digit_and_silence_get_the_prompt_again_then_403_on_time() {
+    let world = World::start(
+        "timeouts",
+        &Options {
+            attempts: 2,
+            first_digit_s: 2,
+            inter_digit_s: 2,
+            ..Options::default()
+        },
+    );
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let phone = Phone::new(&world);
+    let (invite, prompt) = phone.call_prompted(NUMBER);
+    let t183 = Instant::now();
+    phone
+        .rtp
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("set a read timeout");
+    phone
+        .sip
+        .socket
+        .set_nonblocking(true)
+        .expect("set non-blocking");
+
+    // Listen to the prompt, type one digit 300 ms in, then nothing: note every RTP packet
+    // until the 403.
+    let mut packets: Vec<Instant> = Vec::new();
+    let mut digit_at = None;
+    let mut rejected = None;
+    let mut buf = [0u8; 65_535];
+    let deadline = t183 + Duration::from_secs(15);
+    while rejected.is_none() && Instant::now() < deadline {
+        if let Ok((_, from)) = phone.rtp.recv_from(&mut buf) {
+            assert_eq!(from, prompt, "the prompt comes from its port");
+            packets.push(Instant::now());
+        }
+        if digit_at.is_none() && t183.elapsed() >= Duration::from_millis(300) {
+            Keypad::new(&phone.rtp, prompt, 0x0ca1_0002).key('7');
+            digit_at = Some(Instant::now());
+        }
+        while let Ok(n) = phone.sip.socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if status(&msg) >= 200 {
+                rejected = Some((Instant::now(), msg));
+            }
+        }
+    }
+    phone
+        .sip
+        .socket
+        .set_nonblocking(false)
+        .expect("set blocking");
+    let Some((rejected_at, resp)) = rejected else {
+        panic!(
+            "no final response within 15 s of the 183 ({} RTP packets)",
+            packets.len()
+        );
+    };
+    let digit_at = digit_at.expect("the digit was sent");
+    let ms = |t: Instant| t.saturating_duration_since(t183).as_millis();
+    let timeline: Vec<u128> = packets.iter().map(|&t| ms(t)).collect();
+    assert_eq!(status(&resp), 403, "{resp}");
+    phone.sip.send(&ack_for(&invite, &resp));
+
+    // Barge-in: the digit stopped the prompt (what was in flight aside).
+    let before = packets.iter().filter(|&&t| t < digit_at).count();
+    assert!(
+        before >= 5,
+        "the prompt played before the digit: {timeline:?}"
+    );
+    let settle = digit_at + Duration::from_millis(200);
+    let again = packets
+        .iter()
+        .copied()
+        .find(|&t| t > settle)
+        .unwrap_or_else(|| panic!("the prompt never played again: {timeline:?}"));
+    let gap = again.duration_since(digit_at);
+    assert!(
+        (Duration::from_millis(1_700)..=Duration::from_millis(3_500)).contains(&gap),
+        "the prompt plays again when the inter-digit timeout (2 s) fires after the digit, \
+         not {gap:?} later (ms after the 183, digit at {}): {timeline:?}",
+        ms(digit_at)
+    );
+    let replayed = packets.iter().filter(|&&t| t >= again).count();
+    assert!(
+        replayed >= 50,
+        "the whole prompt (1.4 s, 70 packets) is played again: {replayed}"
+    );
+    // Then silence: the first-digit timeout (2 s after the prompt ends) spends the second
+    // and last attempt: 403.
+    let after = rejected_at.duration_since(again);
+    assert!(
+        (Duration::from_millis(2_800)..=Duration::from_millis(5_500)).contains(&after),
+        "403 about 1.4 s + 2 s after the second prompt started, not {after:?}: 183 at 0, \
+         digit at {} ms, prompt again at {} ms, 403 at {} ms",
+        ms(digit_at),
+        ms(again),
+        ms(rejected_at)
+    );
+    assert_eq!(header(&resp, "Reason"), Some(REJECT_REASON), "{resp}");
+    pbx.assert_nothing("a call whose PIN never came");
+    trunk.assert_nothing("a call whose PIN never came");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Guessing the PIN with the dial prefix ends at the lockout.
+
+#[test]
+fn sixty_dial_prefix_guesses_are_locked_out_before_the_right_one() {
+    let world = World::start("prefix-guessing", &Options::default());
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let phone = world.party(PHONES);
+    let proxy = world.proxy.udp();
+    let started = Instant::now();
+    let mut codes = Vec::new();
+    for guess in 1200..1260 {
+        let dialed = format!("**{guess}*{NUMBER}");
+        let invite = new_request("INVITE", phone.addr, proxy, CAROL, &dialed);
+        phone.send(&invite.text());
+        let resp = phone.final_response("INVITE");
+        phone.send(&ack_for(&invite, &resp));
+        codes.push((guess, status(&resp)));
+    }
+    let not_403: Vec<&(u32, u16)> = codes.iter().filter(|(_, c)| *c != 403).collect();
+    assert!(
+        not_403.is_empty(),
+        "every guess is refused, the right one ({PIN}) too once locked out: {not_403:?}"
+    );
+    trunk.assert_nothing("sixty dial-prefix guesses, the 35th of them right");
+    pbx.assert_nothing("sixty dial-prefix guesses");
+    let log = world.proxy.log();
+    assert!(
+        log.contains("locked out"),
+        "the lockout is logged:\n{}",
+        world.proxy.log_tail()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "sixty refusals took {:?}",
+        started.elapsed()
+    );
     world.finish();
 }
 
