@@ -773,6 +773,16 @@ fn digest_credentials_decide_with_the_authenticated_users_rights_whatever_from_s
     let ack = trunk.request("ACK");
     assert_eq!(cseq_method(&ack), "ACK", "sipscreen ACKs the trunk's 486");
 
+    // The same credentials again in a new INVITE (same nonce, same nc): a replay, challenged
+    // again, and the trunk gets nothing.
+    let mut replay = new_request("INVITE", stranger.addr, proxy, "alice", NUMBER);
+    replay.headers = as_boss.headers.clone();
+    stranger.send(&replay.text());
+    let again = stranger.final_response("INVITE");
+    assert_eq!(status(&again), 407, "replayed credentials:\n{again}");
+    stranger.send(&ack_for(&replay, &again));
+    trunk.assert_nothing("the trunk", "replayed credentials");
+
     pbx.assert_nothing("calls to an international number");
     world.finish();
 }
@@ -808,20 +818,18 @@ fn wrong_credentials_get_407_until_the_source_is_banned_while_others_are_served(
             nc,
         );
         stranger.send(&guess.text());
-        let got = stranger.drain(QUIET);
-        if got.is_empty() {
+        let deadline = Instant::now() + QUIET;
+        let answer = std::iter::from_fn(|| stranger.next(deadline))
+            .map(|(m, _)| m)
+            .find(|m| status(m) >= 200);
+        let Some(answer) = answer else {
             banned = true;
             break;
-        }
-        let finals: Vec<u16> = got
-            .iter()
-            .map(|m| status(m))
-            .filter(|&c| c >= 200)
-            .collect();
+        };
         assert_eq!(
-            finals,
-            [407],
-            "a wrong password gets a new challenge: {got:?}"
+            status(&answer),
+            407,
+            "a wrong password gets a new challenge:\n{answer}"
         );
         answered += 1;
     }
@@ -850,10 +858,30 @@ fn wrong_credentials_get_407_until_the_source_is_banned_while_others_are_served(
         world.proxy.log_tail()
     );
 
-    // Another source is served meanwhile: challenged, then boss's right password opens the
-    // trunk.
+    // Another source is served meanwhile. The nonce given to the stranger is no good from
+    // there, even with the right password: challenged afresh.
     let neighbour = world.party(NEIGHBOUR);
     let trunk = world.callee(&world.trunk);
+    let mut borrowed = new_request("INVITE", neighbour.addr, proxy, "boss", NUMBER);
+    borrowed.headers += &authorization(
+        &challenge,
+        Algorithm::Md5,
+        "the-boss",
+        "boss-pw",
+        "INVITE",
+        &borrowed.uri,
+        30,
+    );
+    neighbour.send(&borrowed.text());
+    let refused = neighbour.final_response("INVITE");
+    assert_eq!(
+        status(&refused),
+        407,
+        "a nonce is bound to the address it was given to:\n{refused}"
+    );
+    neighbour.send(&ack_for(&borrowed, &refused));
+    trunk.assert_nothing("the trunk", "credentials on another address's nonce");
+    // Its own challenge, and boss's right password, open the trunk.
     let hello = new_request("INVITE", neighbour.addr, proxy, "boss", NUMBER);
     neighbour.send(&hello.text());
     let challenge = neighbour.final_response("INVITE");
@@ -1028,7 +1056,21 @@ fn a_forged_response_with_the_right_branch_never_reaches_the_caller() {
     };
     caller.send(&in_dialog("ACK", 1).text());
     uas.request("ACK");
-    caller.send(&in_dialog("BYE", 2).text());
+    // A re-INVITE whose Request-URI names someone else still reaches the callee alone: a
+    // dialog never changes whom it reaches.
+    let target = Party::bind(TARGET, proxy);
+    let mut reinvite = in_dialog("INVITE", 2);
+    reinvite.uri = format!("sip:+33612345678@{}", target.addr);
+    caller.send(&reinvite.text());
+    let second = uas.request("INVITE");
+    assert_eq!(header(&second, "CSeq"), Some("2 INVITE"), "{second}");
+    uas.send(&answer(&second, 200, "OK", "", &contact));
+    let ok2 = caller.final_response("INVITE");
+    assert_eq!(status(&ok2), 200, "{ok2}");
+    caller.send(&in_dialog("ACK", 2).text());
+    uas.request("ACK");
+    target.assert_nothing("the target", "a re-INVITE whose Request-URI names it");
+    caller.send(&in_dialog("BYE", 3).text());
     let bye = uas.request("BYE");
     uas.send(&answer(&bye, 200, "OK", "", ""));
     let done = caller.final_response("BYE");
