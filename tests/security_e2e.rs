@@ -14,7 +14,7 @@
 //!
 //! One Spanish tenant, `acme.example`: alice (1001) may not call abroad, boss (1009, digest
 //! user `the-boss`) may, through the outcall `trunk`; carol (1002) calls abroad with the
-//! PIN 1234. alice and boss have digest credentials unless a test says otherwise.
+//! PIN 1234. All three have digest credentials unless a test says otherwise.
 //!
 //! What is asserted is what each party receives, and that nothing reaches the PBX or the
 //! trunk (the next hops: sockets of the test) when nothing may. SIPp (Debian package
@@ -67,7 +67,7 @@ const QUIET: Duration = Duration::from_millis(700);
 
 /// What a test's configuration varies.
 struct Options {
-    /// Whether alice and boss have digest credentials.
+    /// Whether alice, boss and carol have digest credentials.
     credentials: bool,
     /// Where the PBX (the default next hop) listens.
     pbx: IpAddr,
@@ -93,13 +93,14 @@ impl Default for Options {
 }
 
 fn config(o: &Options, pbx: SocketAddr, trunk: SocketAddr, rtp: (u16, u16)) -> String {
-    let (alice_pw, boss_pw) = if o.credentials {
+    let (alice_pw, boss_pw, carol_pw) = if o.credentials {
         (
             "  auth_password = \"alice-pw\"\n",
             "  auth_password = \"boss-pw\"\n",
+            "  auth_password = \"carol-pw\"\n",
         )
     } else {
-        ("", "")
+        ("", "", "")
     };
     format!(
         r#"[server]
@@ -142,7 +143,7 @@ sources = ["127.0.0.1/32"]
   [[tenant.users]]
   name = "carol"
   extension = "{CAROL}"
-
+{carol_pw}
   [[tenant.outcalls]]
   name = "trunk"
   patterns = ["_00X."]
@@ -183,8 +184,9 @@ impl World {
         let dir = TempDir::new("security", test);
         let pbx = NextHop::udp(o.pbx);
         let trunk = NextHop::udp(PHONES);
-        let lo = free_ports(PHONES, 4);
-        let text = config(o, pbx.addr(), trunk.addr(), (lo, lo + 3));
+        // Eight ports: four even ones for prompts.
+        let lo = free_ports(PHONES, 8);
+        let text = config(o, pbx.addr(), trunk.addr(), (lo, lo + 7));
         let proxy = Sipscreen::start(&dir, &text);
         World {
             proxy,
@@ -298,6 +300,23 @@ fn ack_for(invite: &Request<'_>, resp: &str) -> String {
         branch: invite.branch.clone(),
         from: invite.from.clone(),
         to: header(resp, "To").unwrap_or_default().to_owned(),
+        call_id: invite.call_id.clone(),
+        cseq: invite.cseq,
+        headers: String::new(),
+        body: None,
+    }
+    .text()
+}
+
+/// The CANCEL of `invite` (RFC 3261 §9.1): its branch, its CSeq number.
+fn cancel_for(invite: &Request<'_>) -> String {
+    Request {
+        method: "CANCEL",
+        uri: invite.uri.clone(),
+        via: invite.via,
+        branch: invite.branch.clone(),
+        from: invite.from.clone(),
+        to: invite.to.clone(),
         call_id: invite.call_id.clone(),
         cseq: invite.cseq,
         headers: String::new(),
@@ -1166,8 +1185,9 @@ impl Phone {
         invite
     }
 
-    /// Calls `dialed` and waits for the 183 of the PIN prompt: sipscreen's RTP address.
-    fn call_prompted(&self, dialed: &str) -> (Request<'static>, SocketAddr) {
+    /// Calls `dialed` and waits for the 183 of the PIN prompt: the INVITE, sipscreen's RTP
+    /// address and the 183.
+    fn call_prompted(&self, dialed: &str) -> (Request<'static>, SocketAddr, String) {
         let invite = self.invite(dialed);
         self.sip.send(&invite.text());
         let (progress, before) = self
@@ -1180,8 +1200,24 @@ impl Phone {
             before.iter().map(|m| first_line(m)).collect::<Vec<_>>()
         );
         let prompt = SocketAddr::new(PHONES, sdp_port(&progress));
-        (invite, prompt)
+        (invite, prompt, progress)
     }
+
+    /// Hangs up a call held for its PIN: 200 for the CANCEL, 487 for the INVITE, ACKed.
+    fn hang_up(&self, invite: &Request<'_>) {
+        hang_up(&self.sip, invite);
+    }
+}
+
+/// `party` cancels `invite`, held for its PIN: 200 for the CANCEL, 487 for the INVITE,
+/// ACKed.
+fn hang_up(party: &Party, invite: &Request<'_>) {
+    party.send(&cancel_for(invite));
+    let ok = party.final_response("CANCEL");
+    assert_eq!(status(&ok), 200, "{ok}");
+    let (terminated, _) = party.until("487", |m| status(m) >= 200 && cseq_method(m) == "INVITE");
+    assert_eq!(status(&terminated), 487, "{terminated}");
+    party.send(&ack_for(invite, &terminated));
 }
 
 #[test]
@@ -1196,7 +1232,7 @@ fn digits_from_another_address_are_ignored_and_lock_nobody_out() {
     let pbx = world.pbx.silent("PBX");
     let trunk_silent = world.trunk.silent("trunk");
     let phone = Phone::new(&world);
-    let (invite, prompt) = phone.call_prompted(NUMBER);
+    let (invite, prompt, progress) = phone.call_prompted(NUMBER);
 
     // Someone else types into carol's prompt: the right PIN, then wrong ones, more than
     // `attempts` and `lockout.failures` together.
@@ -1209,6 +1245,33 @@ fn digits_from_another_address_are_ignored_and_lock_nobody_out() {
     for _ in 0..5 {
         keypad.keys("99#", Duration::from_millis(60));
     }
+    // And by SIP INFO in carol's early dialog (its Call-ID and both tags, as an insider would
+    // know them): INFO digits count only from the INVITE's source.
+    let intruder = world.party(STRANGER);
+    let to = header(&progress, "To").expect("the 183's To").to_owned();
+    for (i, key) in format!("{PIN}#").chars().enumerate() {
+        let info = Request {
+            method: "INFO",
+            uri: format!("sip:{NUMBER}@{}", phone.sip.proxy),
+            via: intruder.addr,
+            branch: unique("z9hG4bK-i"),
+            from: invite.from.clone(),
+            to: to.clone(),
+            call_id: invite.call_id.clone(),
+            cseq: 2 + i as u32,
+            headers: String::new(),
+            body: Some((
+                "application/dtmf-relay",
+                format!("Signal={key}\r\nDuration=160\r\n"),
+            )),
+        };
+        intruder.send(&info.text());
+    }
+    let answers: Vec<u16> = intruder.drain(QUIET).iter().map(|m| status(m)).collect();
+    assert_eq!(
+        answers, [481; 5],
+        "INFO from another address in carol's early dialog: not hers, so no dialog of its own"
+    );
     let got: Vec<String> = phone
         .sip
         .drain(QUIET)
@@ -1283,7 +1346,7 @@ fn one_digit_and_silence_get_the_prompt_again_then_403_on_time() {
     );
     let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
     let phone = Phone::new(&world);
-    let (invite, prompt) = phone.call_prompted(NUMBER);
+    let (invite, prompt, _) = phone.call_prompted(NUMBER);
     let t183 = Instant::now();
     phone
         .rtp
@@ -1476,5 +1539,108 @@ fn a_callee_that_is_no_source_hangs_up_through_the_proxy_after_a_reinvite() {
         reinvites[0].text
     );
     trunk.assert_nothing("an internal call");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. The prompt is never played at a third party.
+
+#[test]
+fn the_prompt_of_a_caller_known_only_by_password_goes_where_the_invite_came_from() {
+    let world = World::start("prompt-target", &Options::default());
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let stranger = world.party(STRANGER);
+    let proxy = world.proxy.udp();
+    // The victim's RTP port, and the stranger's own socket at the same port number.
+    let (victim, own_rtp) = (0..20)
+        .find_map(|_| {
+            let victim = UdpSocket::bind((TARGET, 0)).ok()?;
+            let port = victim.local_addr().ok()?.port();
+            let own = UdpSocket::bind((STRANGER, port)).ok()?;
+            Some((victim, own))
+        })
+        .expect("one port free on 127.0.0.5 and on 127.0.0.3");
+    let aimed_at = victim.local_addr().expect("the victim's address");
+    for socket in [&victim, &own_rtp] {
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("set a read timeout");
+    }
+
+    // carol's password, from the stranger's address, with an offer aimed at the victim.
+    let first = new_request("INVITE", stranger.addr, proxy, CAROL, NUMBER);
+    stranger.send(&first.text());
+    let challenge = stranger.final_response("INVITE");
+    assert_eq!(status(&challenge), 407, "{challenge}");
+    stranger.send(&ack_for(&first, &challenge));
+    let mut invite = new_request("INVITE", stranger.addr, proxy, CAROL, NUMBER);
+    invite.headers += &authorization(
+        &challenge,
+        Algorithm::Md5,
+        "carol",
+        "carol-pw",
+        "INVITE",
+        &invite.uri,
+        1,
+    );
+    invite.body = Some(("application/sdp", offer(aimed_at)));
+    stranger.send(&invite.text());
+    let (progress, _) = stranger.until("183", |m| status(m) == 183 || status(m) >= 200);
+    assert_eq!(
+        status(&progress),
+        183,
+        "carol, known by her password, is prompted:\n{progress}"
+    );
+
+    // The prompt plays at the INVITE's source address, at the offer's port.
+    let mut buf = [0u8; 2048];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut heard = 0;
+    while heard < 10 && Instant::now() < deadline {
+        if own_rtp.recv_from(&mut buf).is_ok() {
+            heard += 1;
+        }
+    }
+    assert!(
+        heard >= 10,
+        "the prompt plays at the INVITE's source address, at the offer's port"
+    );
+    assert!(
+        victim.recv_from(&mut buf).is_err(),
+        "the prompt is never played at the offer's address {aimed_at} when nobody vouches for it"
+    );
+    hang_up(&stranger, &invite);
+    pbx.assert_nothing("a call held for its PIN");
+    trunk.assert_nothing("a call held for its PIN");
+    world.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. A user has at most two prompts at a time.
+
+#[test]
+fn a_third_prompt_at_once_for_one_user_is_refused() {
+    let world = World::start("two-prompts", &Options::default());
+    let (pbx, trunk) = (world.pbx.silent("PBX"), world.trunk.silent("trunk"));
+    let phones: Vec<Phone> = (0..4).map(|_| Phone::new(&world)).collect();
+    let (first, _, _) = phones[0].call_prompted(NUMBER);
+    let (second, _, _) = phones[1].call_prompted(NUMBER);
+    // The third at once: refused, though prompt ports are free (four in rtp_ports).
+    let third = phones[2].invite(NUMBER);
+    phones[2].sip.send(&third.text());
+    let refused = phones[2].sip.final_response("INVITE");
+    assert_eq!(
+        status(&refused),
+        403,
+        "a third PIN prompt at once for carol:\n{refused}"
+    );
+    phones[2].sip.send(&ack_for(&third, &refused));
+    // Once one ends, carol may be prompted again.
+    phones[0].hang_up(&first);
+    let (fourth, _, _) = phones[3].call_prompted(NUMBER);
+    phones[1].hang_up(&second);
+    phones[3].hang_up(&fourth);
+    pbx.assert_nothing("calls held for their PIN");
+    trunk.assert_nothing("calls held for their PIN");
     world.finish();
 }
