@@ -5,271 +5,26 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::IpNet;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+use super::checker::Checker;
+use super::names::{ctx, index_names, name_of, resolve};
 use super::raw::*;
-use super::{Config, ConfigError, ConfigErrors};
+use super::values::{
+    parse_action, parse_cidr, parse_extension, parse_hop, parse_password, parse_peer, parse_region,
+};
+use super::{Config, ConfigErrors};
 use crate::media::prompt::Prompt;
 use crate::policy::acl::{
     AclPattern, AclPatterns, AclRegex, AclRule, Action, CallAcl, Matcher, Origin,
 };
-use crate::policy::extension::Extension;
-use crate::policy::number::{normalize, Region};
+use crate::policy::number::normalize;
 use crate::policy::{
-    Destination, Group, Holder, HopId, Incall, Outcall, Permission, Pin, Policy, Service, Tenant,
+    Destination, Group, Holder, HopId, Incall, Outcall, Permission, Policy, Service, Tenant,
     TenantSpec, User,
 };
-use crate::proxy::{Limits, Lockout, Peer, PerSource, PinSettings, Server, Settings};
-
-/// Collects errors with their positions.
-pub(super) struct Checker<'a> {
-    file: &'a str,
-    text: &'a str,
-    errors: Vec<ConfigError>,
-    warnings: Vec<String>,
-    /// Keys whose values had the wrong type (already reported, then taken out), with the
-    /// span of the table they were in.
-    removed: Vec<(String, Range<usize>)>,
-    /// Every distinct next hop named so far, in order: the policy's [`HopId`]s.
-    hops: Vec<Peer>,
-}
-
-impl Checker<'_> {
-    fn position(&self, span: &Range<usize>) -> (usize, usize) {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, col)
-    }
-
-    pub(super) fn error(
-        &mut self,
-        span: Option<&Range<usize>>,
-        context: &str,
-        message: impl Into<String>,
-    ) {
-        let position = span.map(|s| self.position(s));
-        self.errors.push(ConfigError {
-            file: self.file.to_owned(),
-            position,
-            context: context.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    pub(super) fn warn(&mut self, span: &Range<usize>, context: &str, message: &str) {
-        let (line, col) = self.position(span);
-        self.warnings
-            .push(format!("{}:{line}:{col}: {context}: {message}", self.file));
-    }
-
-    /// A required key: its value, or an error at the enclosing object.
-    fn required<'v, T>(
-        &mut self,
-        value: &'v Option<T>,
-        key: &str,
-        at: &Range<usize>,
-        ctx: &str,
-    ) -> Option<&'v T> {
-        let mistyped = self.removed.iter().any(|(k, s)| k == key && s == at);
-        if value.is_none() && !mistyped {
-            self.error(Some(at), ctx, format!("missing required key `{key}`"));
-        }
-        value.as_ref()
-    }
-
-    /// A positive integer setting with a default.
-    fn positive(&mut self, v: &Option<Spanned<i64>>, default: u32, key: &str, ctx: &str) -> u32 {
-        match v {
-            None => default,
-            Some(s) => match u32::try_from(*s.get_ref()) {
-                Ok(n) if n > 0 => n,
-                _ => {
-                    self.error(
-                        Some(&s.span()),
-                        ctx,
-                        format!(
-                            "`{key}` must be a positive whole number, not {}",
-                            s.get_ref()
-                        ),
-                    );
-                    default
-                }
-            },
-        }
-    }
-}
-
-/// Object names: each must be given and unique within its kind and tenant.
-fn name_of<'v>(
-    ck: &mut Checker<'_>,
-    name: &'v Option<Str>,
-    at: &Range<usize>,
-    ctx: &str,
-) -> Option<&'v Str> {
-    ck.required(name, "name", at, ctx)
-}
-
-/// Builds the context of an object: `tenant "acme", user "alice"` (or `user #3` when it has
-/// no name).
-pub(super) fn ctx(parent: &str, kind: &str, name: &Option<Str>, index: usize) -> String {
-    let this = match name {
-        Some(n) => format!("{kind} \"{}\"", n.get_ref()),
-        None => format!("{kind} #{}", index + 1),
-    };
-    if parent.is_empty() {
-        this
-    } else {
-        format!("{parent}, {this}")
-    }
-}
-
-/// Reports duplicate names among `items`, and returns a name → index map of the first ones.
-fn index_names<'v, T>(
-    ck: &mut Checker<'_>,
-    items: &'v [Spanned<T>],
-    name: impl Fn(&T) -> &Option<Str>,
-    parent: &str,
-    kind: &str,
-) -> HashMap<&'v str, usize> {
-    let mut map = HashMap::new();
-    for (i, item) in items.iter().enumerate() {
-        if let Some(n) = name(item.get_ref()) {
-            if map.insert(n.get_ref().as_str(), i).is_some() {
-                let c = ctx(parent, kind, name(item.get_ref()), i);
-                ck.error(
-                    Some(&n.span()),
-                    &c,
-                    format!("duplicate {kind} name `{}`", n.get_ref()),
-                );
-            }
-        }
-    }
-    // Keep the first definition on duplicates.
-    for (i, item) in items.iter().enumerate().rev() {
-        if let Some(n) = name(item.get_ref()) {
-            map.insert(n.get_ref().as_str(), i);
-        }
-    }
-    map
-}
-
-/// Resolves a list of references against a name map.
-fn resolve(
-    ck: &mut Checker<'_>,
-    refs: &[Str],
-    names: &HashMap<&str, usize>,
-    what: &str,
-    c: &str,
-) -> Vec<usize> {
-    let mut out = Vec::with_capacity(refs.len());
-    for r in refs {
-        match names.get(r.get_ref().as_str()) {
-            Some(&i) => {
-                if !out.contains(&i) {
-                    out.push(i);
-                }
-            }
-            None => ck.error(
-                Some(&r.span()),
-                c,
-                format!("unknown {what} `{}`", r.get_ref()),
-            ),
-        }
-    }
-    out
-}
-
-fn parse_peer(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Peer> {
-    match s.get_ref().parse() {
-        Ok(t) => Some(t),
-        Err(e) => {
-            ck.error(Some(&s.span()), c, format!("`{key}`: {e}"));
-            None
-        }
-    }
-}
-
-/// A `next_hop`, kept once in the table of hops however many objects name it.
-fn parse_hop(ck: &mut Checker<'_>, s: &Str, c: &str) -> Option<HopId> {
-    let peer = parse_peer(ck, s, "next_hop", c)?;
-    let at = match ck.hops.iter().position(|h| *h == peer) {
-        Some(at) => at,
-        None => {
-            ck.hops.push(peer);
-            ck.hops.len() - 1
-        }
-    };
-    Some(HopId(at))
-}
-
-fn parse_cidr(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<IpNet> {
-    let v = s.get_ref();
-    let parsed = v
-        .parse::<IpNet>()
-        .ok()
-        .or_else(|| v.parse::<std::net::IpAddr>().ok().map(IpNet::from));
-    if parsed.is_none() {
-        ck.error(
-            Some(&s.span()),
-            c,
-            format!("`{key}`: `{v}` is not an address or a CIDR (10.0.0.0/8, ::1/128)"),
-        );
-    }
-    parsed
-}
-
-fn parse_region(ck: &mut Checker<'_>, s: &Str, c: &str) -> Option<Region> {
-    let parsed = s.get_ref().parse().ok();
-    if parsed.is_none() {
-        ck.error(
-            Some(&s.span()),
-            c,
-            format!(
-                "`country`: `{}` is not a known region (ISO 3166-1 alpha-2 in capitals, e.g. ES)",
-                s.get_ref()
-            ),
-        );
-    }
-    parsed
-}
-
-fn parse_action(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Action> {
-    match s.get_ref().as_str() {
-        "allow" => Some(Action::Allow),
-        "deny" => Some(Action::Deny),
-        other => {
-            ck.error(
-                Some(&s.span()),
-                c,
-                format!("`{key}` must be \"allow\" or \"deny\", not `{other}`"),
-            );
-            None
-        }
-    }
-}
-
-/// Passwords: digits and `*`, 1 to `max` characters; `#` ends PIN entry, so it is refused.
-fn parse_password(ck: &mut Checker<'_>, s: &Str, key: &str, max: usize, c: &str) -> Option<Pin> {
-    let v = s.get_ref();
-    let problem = if v.contains('#') {
-        Some("`#` is not allowed: it ends PIN entry".to_owned())
-    } else if v.is_empty() || v.len() > max || !v.bytes().all(|b| b.is_ascii_digit() || b == b'*') {
-        Some(format!("must be 1 to {max} digits or `*`"))
-    } else {
-        None
-    };
-    match problem {
-        Some(p) => {
-            ck.error(Some(&s.span()), c, format!("`{key}` {p}"));
-            None
-        }
-        None => Some(Pin::new(v)),
-    }
-}
+use crate::proxy::{Limits, Lockout, PerSource, PinSettings, Server, Settings};
 
 /// An ACL pattern (brand or tenant): exactly one of `regex` and `numbers`.
 fn check_pattern(
@@ -350,14 +105,7 @@ const MAX_TYPE_ERRORS: usize = 64;
 
 /// Checks the whole file.
 pub(super) fn check(text: &str, file: &str, base: &Path) -> Result<Config, ConfigErrors> {
-    let mut ck = Checker {
-        file,
-        text,
-        errors: Vec::new(),
-        warnings: Vec::new(),
-        removed: Vec::new(),
-        hops: Vec::new(),
-    };
+    let mut ck = Checker::new(file, text);
     let (mut table, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         for e in syntax {
@@ -1378,16 +1126,6 @@ fn check_services<'v>(
         }
     }
     (names, out)
-}
-
-fn parse_extension(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Extension> {
-    match Extension::parse(s.get_ref()) {
-        Ok(e) => Some(e),
-        Err(e) => {
-            ck.error(Some(&s.span()), c, format!("`{key}`: {e}"));
-            None
-        }
-    }
 }
 
 /// SPEC §4.5: when deny permissions with different passwords apply to a user with no

@@ -4,10 +4,18 @@
 //! Every mistake is reported, not just the first: syntax errors (all that the TOML parser can
 //! recover from), unknown keys (all of them), then every semantic error, each with the file,
 //! line and column, and the tenant and object it belongs to.
+//!
+//! The checks, by module: `check` runs them and puts the errors in file order; `checker`
+//! collects errors and warnings with their positions; `auth` checks digest credentials and
+//! who can reach each tenant; `names` and `values` are what every check shares: names and
+//! references, and single values read into policy types.
 
 mod auth;
 mod check;
+mod checker;
+mod names;
 pub mod raw;
+mod values;
 
 use std::fmt;
 use std::path::Path;
