@@ -6,15 +6,17 @@
 //! line and column, and the tenant and object it belongs to.
 //!
 //! The checks, by module: `check` runs them and puts the errors in file order; `checker`
-//! collects errors and warnings with their positions; `auth` checks digest credentials and
-//! who can reach each tenant; `names` and `values` are what every check shares: names and
-//! references, and single values read into policy types.
+//! collects errors and warnings with their positions; `types` reports wrong types and
+//! unknown keys; `auth` checks digest credentials and who can reach each tenant; `names` and
+//! `values` are what every check shares: names and references, and single values read into
+//! policy types.
 
 mod auth;
 mod check;
 mod checker;
 mod names;
 pub mod raw;
+mod types;
 mod values;
 
 use std::fmt;
