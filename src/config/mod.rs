@@ -7,15 +7,16 @@
 //!
 //! The checks, by module: `check` runs them and puts the errors in file order; `checker`
 //! collects errors and warnings with their positions; `types` reports wrong types and
-//! unknown keys; `auth` checks digest credentials and who can reach each tenant; `names` and
-//! `values` are what every check shares: names and references, and single values read into
-//! policy types.
+//! unknown keys; `server` checks `[server]`, `[limits]` and `[pin]`; `auth` checks digest
+//! credentials and who can reach each tenant; `names` and `values` are what every check
+//! shares: names and references, and single values read into policy types.
 
 mod auth;
 mod check;
 mod checker;
 mod names;
 pub mod raw;
+mod server;
 mod types;
 mod values;
 
