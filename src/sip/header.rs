@@ -3,30 +3,11 @@
 //! (§20.22). Each borrows from the message text; line folding and the tortuous white space
 //! of RFC 4475 §3.1.1.1 are accepted, the malformed values of §3.1.2 are not.
 
-use std::fmt;
 use std::ops::Range;
 
-use super::message::is_token_char;
-use super::uri::{split_host_port, split_scheme};
-
-/// Why a header value does not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyntaxError {
-    Malformed(&'static str),
-    /// A well-formed URI of a scheme the proxy does not route.
-    UnsupportedScheme,
-}
-
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyntaxError::Malformed(why) => f.write_str(why),
-            SyntaxError::UnsupportedScheme => f.write_str("unsupported URI scheme"),
-        }
-    }
-}
-
-impl std::error::Error for SyntaxError {}
+use super::lex::{is_token_char, split_host_port, split_scheme};
+// Defined in `lex`; still reachable here, where it used to be.
+pub use super::lex::SyntaxError;
 
 fn err<T>(why: &'static str) -> Result<T, SyntaxError> {
     Err(SyntaxError::Malformed(why))

@@ -5,7 +5,10 @@ use std::fmt;
 use std::ops::Range;
 
 use super::header::{self, CSeq, NameAddr, Via};
+use super::lex::SyntaxError;
 use super::uri::Uri;
+// Defined in `lex`; still reachable here, where it used to be.
+pub use super::lex::is_token_char;
 
 /// The longest message accepted by default (SPEC §7).
 pub const DEFAULT_MAX_SIZE: usize = 64 * 1024;
@@ -408,11 +411,6 @@ fn split_header(
     ))
 }
 
-/// RFC 3261 `token` characters.
-pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
 fn trim(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
@@ -564,7 +562,7 @@ impl Message {
             }
             let uri = self.text(uri);
             match Uri::parse(uri) {
-                Err(header::SyntaxError::UnsupportedScheme) => {
+                Err(SyntaxError::UnsupportedScheme) => {
                     return Err((416, "Unsupported URI Scheme".to_owned()))
                 }
                 Err(e) => return Err(e400(&format!("bad Request-URI: {e}"))),
@@ -680,12 +678,12 @@ impl Message {
     }
 
     /// The CSeq.
-    pub fn cseq(&self) -> Result<CSeq<'_>, header::SyntaxError> {
+    pub fn cseq(&self) -> Result<CSeq<'_>, SyntaxError> {
         CSeq::parse(self.header_str(HeaderName::CSeq).unwrap_or_default())
     }
 
     /// Every Via value, top first, with the absolute range of each value.
-    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, header::SyntaxError>> + '_ {
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, SyntaxError>> + '_ {
         self.headers
             .iter()
             .filter(|h| h.name == HeaderName::Via)

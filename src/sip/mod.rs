@@ -9,9 +9,15 @@
 //!
 //! [`frame`] finds where a message ends in a stream (Content-Length framing, RFC 3261
 //! §18.3), telling "need more bytes" from "this can never be a message", as TCP needs.
+//!
+//! The modules, each using only those before it: `lex` (token characters, URI schemes,
+//! `host[:port]`, [`header::SyntaxError`]); [`uri`] and [`header`] (typed views);
+//! [`message`] (the index, framing and the checks a proxy needs); [`forwarding`] (who
+//! forwarded a call).
 
 pub mod forwarding;
 pub mod header;
+mod lex;
 pub mod message;
 pub mod uri;
 
