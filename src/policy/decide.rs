@@ -41,30 +41,7 @@ impl Policy {
         let t = &tenant.spec;
 
         // Identity (SPEC §4.1, §4.7).
-        let caller_user = tenant.user_by_id(call.caller);
-        tr.note(|| match caller_user {
-            Some(u) => format!(
-                "caller `{}`: user {} (extension {})",
-                call.caller, t.users[u].name, t.users[u].extension
-            ),
-            None => format!(
-                "caller `{}`: not a user of tenant {} (unknown caller)",
-                call.caller, t.name
-            ),
-        });
-        let forwarder = call.forwarded_by.and_then(|f| tenant.user_by_id(f));
-        if let Some(f) = call.forwarded_by {
-            tr.note(|| match forwarder {
-                Some(u) => format!(
-                    "forwarded by `{f}`: user {}, whose rights apply",
-                    t.users[u].name
-                ),
-                None => format!(
-                    "forwarded by `{f}`: not a user of tenant {}, the caller's rights apply",
-                    t.name
-                ),
-            });
-        }
+        let (caller_user, forwarder) = identify(tenant, call, &mut tr);
         let identity = forwarder.or(caller_user);
         let region = identity.and_then(|u| t.users[u].region).unwrap_or(t.region);
 
@@ -131,55 +108,8 @@ impl Policy {
         };
 
         // Stage 1: Call ACL (SPEC §4.3), external calls only.
-        if kind == CallKind::External {
-            if let Some(acl_id) = identity.and_then(|u| t.users[u].call_acl) {
-                let acl = &t.call_acls[acl_id];
-                let mut matching = Vec::new();
-                if let Some(e) = &d.e164 {
-                    t.acl_patterns.matching(e, &mut matching);
-                }
-                let (action, outcome) = acl.evaluate(&matching);
-                if tr.on() {
-                    let decided = match outcome {
-                        AclOutcome::Rule(i) => i + 1,
-                        AclOutcome::Default => acl.rules().len(),
-                    };
-                    tr.note(|| {
-                        format!("stage 1, call_acl {} (default {}):", acl.name, acl.default)
-                    });
-                    for r in &acl.rules()[..decided] {
-                        let p = t.acl_patterns.get(r.pattern);
-                        let hit = matching.binary_search(&r.pattern).is_ok();
-                        tr.note(|| {
-                            format!(
-                                "  metric {} pattern {} ({}) → {}",
-                                r.metric,
-                                p.name,
-                                describe_pattern(p),
-                                if hit {
-                                    format!("matched: {}", r.action)
-                                } else {
-                                    "no match".to_owned()
-                                }
-                            )
-                        });
-                    }
-                    if d.e164.is_none() {
-                        tr.note(|| {
-                            "  the dialed number has no E.164 form: no pattern can match".to_owned()
-                        });
-                    }
-                }
-                d.acl = Some((acl_id, outcome));
-                if action == Action::Deny {
-                    d.verdict = Verdict::Deny;
-                    d.basis = Basis::AclDenied;
-                    tr.note(|| "  an ACL deny is final: no PIN".to_owned());
-                    return d;
-                }
-            } else {
-                tr.note(|| "stage 1, call_acl: none assigned, allow".to_owned());
-            }
+        if kind == CallKind::External && call_acl(t, identity, &mut d, &mut tr) == Action::Deny {
+            return d;
         }
 
         // Stage 2: call permissions (SPEC §4.4, §4.6).
@@ -341,6 +271,97 @@ impl Policy {
                 perms: found.to_vec(),
             },
         )
+    }
+}
+
+/// Who calls and who forwarded, as users of the tenant (SPEC §4.1, §4.7).
+fn identify(
+    tenant: &Tenant,
+    call: &Call<'_>,
+    tr: &mut Trace<'_>,
+) -> (Option<UserId>, Option<UserId>) {
+    let t = &tenant.spec;
+    let caller_user = tenant.user_by_id(call.caller);
+    tr.note(|| match caller_user {
+        Some(u) => format!(
+            "caller `{}`: user {} (extension {})",
+            call.caller, t.users[u].name, t.users[u].extension
+        ),
+        None => format!(
+            "caller `{}`: not a user of tenant {} (unknown caller)",
+            call.caller, t.name
+        ),
+    });
+    let forwarder = call.forwarded_by.and_then(|f| tenant.user_by_id(f));
+    if let Some(f) = call.forwarded_by {
+        tr.note(|| match forwarder {
+            Some(u) => format!(
+                "forwarded by `{f}`: user {}, whose rights apply",
+                t.users[u].name
+            ),
+            None => format!(
+                "forwarded by `{f}`: not a user of tenant {}, the caller's rights apply",
+                t.name
+            ),
+        });
+    }
+    (caller_user, forwarder)
+}
+
+/// Stage 1 of an external call (SPEC §4.3): the identity's Call ACL, when it has one. The
+/// outcome is recorded in `d`; a deny is final (no PIN) and makes the decision.
+fn call_acl(
+    t: &TenantSpec,
+    identity: Option<UserId>,
+    d: &mut Decision,
+    tr: &mut Trace<'_>,
+) -> Action {
+    if let Some(acl_id) = identity.and_then(|u| t.users[u].call_acl) {
+        let acl = &t.call_acls[acl_id];
+        let mut matching = Vec::new();
+        if let Some(e) = &d.e164 {
+            t.acl_patterns.matching(e, &mut matching);
+        }
+        let (action, outcome) = acl.evaluate(&matching);
+        if tr.on() {
+            let decided = match outcome {
+                AclOutcome::Rule(i) => i + 1,
+                AclOutcome::Default => acl.rules().len(),
+            };
+            tr.note(|| format!("stage 1, call_acl {} (default {}):", acl.name, acl.default));
+            for r in &acl.rules()[..decided] {
+                let p = t.acl_patterns.get(r.pattern);
+                let hit = matching.binary_search(&r.pattern).is_ok();
+                tr.note(|| {
+                    format!(
+                        "  metric {} pattern {} ({}) → {}",
+                        r.metric,
+                        p.name,
+                        describe_pattern(p),
+                        if hit {
+                            format!("matched: {}", r.action)
+                        } else {
+                            "no match".to_owned()
+                        }
+                    )
+                });
+            }
+            if d.e164.is_none() {
+                tr.note(|| {
+                    "  the dialed number has no E.164 form: no pattern can match".to_owned()
+                });
+            }
+        }
+        d.acl = Some((acl_id, outcome));
+        if action == Action::Deny {
+            d.verdict = Verdict::Deny;
+            d.basis = Basis::AclDenied;
+            tr.note(|| "  an ACL deny is final: no PIN".to_owned());
+        }
+        action
+    } else {
+        tr.note(|| "stage 1, call_acl: none assigned, allow".to_owned());
+        Action::Allow
     }
 }
 
