@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use toml::Spanned;
 
-use super::check::{ctx, Checker};
+use super::checker::Checker;
+use super::names::ctx;
 use super::raw::{RawTenant, RawUser};
 use crate::policy::Tenant;
 use crate::proxy::auth::{AuthUser, Directory, Realm, UserSecret};

@@ -4,10 +4,26 @@
 //! Every mistake is reported, not just the first: syntax errors (all that the TOML parser can
 //! recover from), unknown keys (all of them), then every semantic error, each with the file,
 //! line and column, and the tenant and object it belongs to.
+//!
+//! The checks, by module: `check` runs the stages and puts the errors in file order;
+//! `checker` collects errors and warnings with their positions; `types` reports wrong types
+//! and unknown keys; `server` checks `[server]`, `[limits]` and `[pin]`; `tenant` a
+//! `[[tenant]]`, with its Call ACL patterns and ACLs in `acl` and its call permissions in
+//! `permission`; `auth` checks digest credentials and who can reach each tenant; `names` and
+//! `values` are what they all share: names and references, and single values read into
+//! policy types.
 
+mod acl;
 mod auth;
 mod check;
+mod checker;
+mod names;
+mod permission;
 pub mod raw;
+mod server;
+mod tenant;
+mod types;
+mod values;
 
 use std::fmt;
 use std::path::Path;

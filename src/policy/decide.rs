@@ -1,143 +1,11 @@
 //! Deciding one call (SPEC §4.1–§4.7, §6 item 1): identity, classification, Call ACL, call
-//! permissions by tier, the PIN.
-
-use std::fmt;
+//! permissions by tier, the PIN; and, when asked, the explanation of every step (`check`).
+//! What a decision holds is in `decision`.
 
 use super::acl::{AclOutcome, Action};
+use super::decision::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Tier, Verdict};
 use super::number::{clean_dialed, Normalized, Reading};
-use super::{
-    AclId, Holder, IncallId, Internal, OutcallId, PermId, Pin, Policy, Tenant, TenantId,
-    TenantSpec, UserId,
-};
-
-/// One call to decide.
-#[derive(Clone, Copy, Debug)]
-pub struct Call<'a> {
-    pub tenant: TenantId,
-    /// Who calls: the From or trusted P-Asserted-Identity user part, or `check --from`.
-    pub caller: &'a str,
-    /// What was dialed: the Request-URI user part (or `tel:` number), or `check --to`.
-    pub dialed: &'a str,
-    /// Who forwarded the call, when the forwarder is to be believed (SPEC §4.7).
-    pub forwarded_by: Option<&'a str>,
-}
-
-/// What kind of call it is (SPEC §4.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallKind {
-    Internal,
-    External,
-    Incoming,
-}
-
-impl CallKind {
-    /// The name used in output and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallKind::Internal => "internal",
-            CallKind::External => "external",
-            CallKind::Incoming => "incoming",
-        }
-    }
-}
-
-/// The tiers of call permissions (SPEC §4.4, §4.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tier {
-    User,
-    Group,
-    Outcall,
-    Incall,
-}
-
-impl fmt::Display for Tier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Tier::User => "user tier",
-            Tier::Group => "group tier",
-            Tier::Outcall => "outcall tier",
-            Tier::Incall => "incall tier",
-        })
-    }
-}
-
-/// Whose PIN unlocks a challenge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PinSource {
-    /// The identity's `call_permission_password`.
-    User(UserId),
-    /// The matching permission's own password.
-    Permission(PermId),
-}
-
-/// The verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Allow,
-    Deny,
-    Challenge(PinSource),
-}
-
-impl Verdict {
-    /// The name used in output and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Allow => "allow",
-            Verdict::Deny => "deny",
-            Verdict::Challenge(_) => "challenge",
-        }
-    }
-}
-
-/// A PIN given with the call (`check --pin`, or the dial prefix) and what became of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PinCheck {
-    Accepted,
-    Rejected,
-}
-
-/// What stage 2 (call permissions) found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Basis {
-    /// Stage 2 was not reached: the Call ACL denied.
-    AclDenied,
-    /// The call is outside the scope of call permissions (internal call to a non-user, or an
-    /// internal call by an unknown caller).
-    OutOfScope,
-    /// No permission of any tier matched.
-    NoMatch,
-    /// The deciding tier allowed, by this permission.
-    Allowed { tier: Tier, perm: PermId },
-    /// The deciding tier denied, by this permission (a deny without a password).
-    Denied { tier: Tier, perm: PermId },
-    /// Every matching deny has a password: the caller must give a PIN.
-    PasswordRequired { tier: Tier, perms: Vec<PermId> },
-    /// Matching denies carry different passwords and no user password unifies them.
-    ConflictingPasswords { tier: Tier, perms: Vec<PermId> },
-}
-
-/// The outcome of one call, with what it rests on.
-#[derive(Clone, Debug)]
-pub struct Decision {
-    pub verdict: Verdict,
-    pub call: CallKind,
-    pub tenant: TenantId,
-    /// The user whose rights were checked.
-    pub identity: Option<UserId>,
-    /// Whether `identity` is the forwarder rather than the caller.
-    pub forwarded: bool,
-    /// The dialed number after clean-up (and after a dial-prefix PIN was taken off).
-    pub dialed: Box<str>,
-    pub e164: Option<Box<str>>,
-    pub outcall: Option<OutcallId>,
-    pub incall: Option<IncallId>,
-    /// Stage 1, when an ACL was evaluated.
-    pub acl: Option<(AclId, AclOutcome)>,
-    /// Stage 2.
-    pub basis: Basis,
-    /// A PIN given with the call, when the decision was a challenge.
-    pub pin: Option<PinCheck>,
-}
+use super::{Holder, IncallId, Internal, OutcallId, PermId, Policy, Tenant, TenantSpec, UserId};
 
 /// Collects explanation lines when asked to; costs nothing on the proxy's path.
 struct Trace<'t>(Option<&'t mut Vec<String>>);
@@ -168,73 +36,12 @@ impl Policy {
         (d, lines)
     }
 
-    /// The PIN that unlocks a challenge.
-    pub fn pin(&self, tenant: TenantId, source: PinSource) -> &Pin {
-        let t = &self.tenants[tenant].spec;
-        let pin = match source {
-            PinSource::User(u) => t.users[u].password.as_ref(),
-            PinSource::Permission(p) => t.permissions[p].password.as_ref(),
-        };
-        pin.expect("a challenge is only made with a password")
-    }
-
-    /// Resolves a challenge with the digits the caller entered: a right PIN allows, a wrong
-    /// one denies. Other verdicts are left as they are.
-    pub fn resolve_pin(&self, decision: &mut Decision, entered: &str) {
-        if let Verdict::Challenge(source) = decision.verdict {
-            let ok = self.pin(decision.tenant, source).verify(entered);
-            decision.verdict = if ok { Verdict::Allow } else { Verdict::Deny };
-            decision.pin = Some(if ok {
-                PinCheck::Accepted
-            } else {
-                PinCheck::Rejected
-            });
-        }
-    }
-
-    /// The next hop of an allowed call (SPEC §4.8): the outcall's, else the tenant's, else
-    /// the server's. `None` unless the verdict is allow.
-    pub fn next_hop(&self, d: &Decision) -> Option<super::HopId> {
-        if d.verdict != Verdict::Allow {
-            return None;
-        }
-        let t = &self.tenants[d.tenant].spec;
-        let outcall = d
-            .outcall
-            .filter(|_| d.call == CallKind::External)
-            .and_then(|o| t.outcalls[o].next_hop);
-        Some(outcall.or(t.next_hop).unwrap_or(self.default_next_hop))
-    }
-
     fn decide_traced(&self, call: &Call<'_>, pin: Option<&str>, mut tr: Trace<'_>) -> Decision {
         let tenant = &self.tenants[call.tenant];
         let t = &tenant.spec;
 
         // Identity (SPEC §4.1, §4.7).
-        let caller_user = tenant.user_by_id(call.caller);
-        tr.note(|| match caller_user {
-            Some(u) => format!(
-                "caller `{}`: user {} (extension {})",
-                call.caller, t.users[u].name, t.users[u].extension
-            ),
-            None => format!(
-                "caller `{}`: not a user of tenant {} (unknown caller)",
-                call.caller, t.name
-            ),
-        });
-        let forwarder = call.forwarded_by.and_then(|f| tenant.user_by_id(f));
-        if let Some(f) = call.forwarded_by {
-            tr.note(|| match forwarder {
-                Some(u) => format!(
-                    "forwarded by `{f}`: user {}, whose rights apply",
-                    t.users[u].name
-                ),
-                None => format!(
-                    "forwarded by `{f}`: not a user of tenant {}, the caller's rights apply",
-                    t.name
-                ),
-            });
-        }
+        let (caller_user, forwarder) = identify(tenant, call, &mut tr);
         let identity = forwarder.or(caller_user);
         let region = identity.and_then(|u| t.users[u].region).unwrap_or(t.region);
 
@@ -301,55 +108,8 @@ impl Policy {
         };
 
         // Stage 1: Call ACL (SPEC §4.3), external calls only.
-        if kind == CallKind::External {
-            if let Some(acl_id) = identity.and_then(|u| t.users[u].call_acl) {
-                let acl = &t.call_acls[acl_id];
-                let mut matching = Vec::new();
-                if let Some(e) = &d.e164 {
-                    t.acl_patterns.matching(e, &mut matching);
-                }
-                let (action, outcome) = acl.evaluate(&matching);
-                if tr.on() {
-                    let decided = match outcome {
-                        AclOutcome::Rule(i) => i + 1,
-                        AclOutcome::Default => acl.rules().len(),
-                    };
-                    tr.note(|| {
-                        format!("stage 1, call_acl {} (default {}):", acl.name, acl.default)
-                    });
-                    for r in &acl.rules()[..decided] {
-                        let p = t.acl_patterns.get(r.pattern);
-                        let hit = matching.binary_search(&r.pattern).is_ok();
-                        tr.note(|| {
-                            format!(
-                                "  metric {} pattern {} ({}) → {}",
-                                r.metric,
-                                p.name,
-                                describe_pattern(p),
-                                if hit {
-                                    format!("matched: {}", r.action)
-                                } else {
-                                    "no match".to_owned()
-                                }
-                            )
-                        });
-                    }
-                    if d.e164.is_none() {
-                        tr.note(|| {
-                            "  the dialed number has no E.164 form: no pattern can match".to_owned()
-                        });
-                    }
-                }
-                d.acl = Some((acl_id, outcome));
-                if action == Action::Deny {
-                    d.verdict = Verdict::Deny;
-                    d.basis = Basis::AclDenied;
-                    tr.note(|| "  an ACL deny is final: no PIN".to_owned());
-                    return d;
-                }
-            } else {
-                tr.note(|| "stage 1, call_acl: none assigned, allow".to_owned());
-            }
+        if kind == CallKind::External && call_acl(t, identity, &mut d, &mut tr) == Action::Deny {
+            return d;
         }
 
         // Stage 2: call permissions (SPEC §4.4, §4.6).
@@ -512,95 +272,96 @@ impl Policy {
             },
         )
     }
+}
 
-    /// The stage and rule that decided, for logs and JSON.
-    pub fn stage_and_rule(&self, d: &Decision) -> (&'static str, Option<String>) {
-        let t = &self.tenants[d.tenant].spec;
-        let perm_names = |perms: &[PermId]| {
-            perms
-                .iter()
-                .map(|&p| &*t.permissions[p].name)
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        match (&d.basis, d.acl) {
-            (Basis::AclDenied, Some((a, outcome))) | (Basis::NoMatch, Some((a, outcome))) => {
-                let rule = match outcome {
-                    AclOutcome::Rule(i) => t
-                        .acl_patterns
-                        .get(t.call_acls[a].rules()[i].pattern)
-                        .name
-                        .to_string(),
-                    AclOutcome::Default => "default".to_owned(),
-                };
-                ("call_acl", Some(rule))
-            }
-            (Basis::Allowed { perm, .. } | Basis::Denied { perm, .. }, _) => (
-                "call_permission",
-                Some(t.permissions[*perm].name.to_string()),
+/// Who calls and who forwarded, as users of the tenant (SPEC §4.1, §4.7).
+fn identify(
+    tenant: &Tenant,
+    call: &Call<'_>,
+    tr: &mut Trace<'_>,
+) -> (Option<UserId>, Option<UserId>) {
+    let t = &tenant.spec;
+    let caller_user = tenant.user_by_id(call.caller);
+    tr.note(|| match caller_user {
+        Some(u) => format!(
+            "caller `{}`: user {} (extension {})",
+            call.caller, t.users[u].name, t.users[u].extension
+        ),
+        None => format!(
+            "caller `{}`: not a user of tenant {} (unknown caller)",
+            call.caller, t.name
+        ),
+    });
+    let forwarder = call.forwarded_by.and_then(|f| tenant.user_by_id(f));
+    if let Some(f) = call.forwarded_by {
+        tr.note(|| match forwarder {
+            Some(u) => format!(
+                "forwarded by `{f}`: user {}, whose rights apply",
+                t.users[u].name
             ),
-            (
-                Basis::PasswordRequired { perms, .. } | Basis::ConflictingPasswords { perms, .. },
-                _,
-            ) => ("call_permission", Some(perm_names(perms))),
-            (Basis::OutOfScope, _) => ("scope", None),
-            _ => ("none", None),
-        }
-    }
-
-    /// One line saying which stage and rule decided, and how (the `reason` of SPEC §1.1).
-    /// Names rules, never PINs.
-    pub fn reason(&self, d: &Decision) -> String {
-        let t = &self.tenants[d.tenant].spec;
-        let names = |perms: &[PermId]| {
-            perms
-                .iter()
-                .map(|&p| &*t.permissions[p].name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let acl = d.acl.map(|(a, outcome)| {
-            let acl = &t.call_acls[a];
-            match outcome {
-                AclOutcome::Rule(i) => {
-                    let r = &acl.rules()[i];
-                    format!(
-                        "call_acl {}: rule metric {} pattern {} matched, {}",
-                        acl.name,
-                        r.metric,
-                        t.acl_patterns.get(r.pattern).name,
-                        r.action
-                    )
-                }
-                AclOutcome::Default => format!(
-                    "call_acl {}: no rule matched, default {}",
-                    acl.name, acl.default
-                ),
-            }
+            None => format!(
+                "forwarded by `{f}`: not a user of tenant {}, the caller's rights apply",
+                t.name
+            ),
         });
-        let mut reason = match &d.basis {
-            Basis::AclDenied => acl.clone().unwrap_or_default(),
-            Basis::OutOfScope => format!("{} call not subject to call permissions, allow", d.call.as_str()),
-            Basis::NoMatch => match &acl {
-                Some(a) => format!("{a}; no call permission matched"),
-                None => "no call permission matched, allow".to_owned(),
-            },
-            Basis::Allowed { tier, perm } => format!("call_permission {} ({tier}): allow", t.permissions[*perm].name),
-            Basis::Denied { tier, perm } => format!("call_permission {} ({tier}): deny", t.permissions[*perm].name),
-            Basis::PasswordRequired { tier, perms } => {
-                format!("call_permission {} ({tier}): deny with password, PIN required", names(perms))
-            }
-            Basis::ConflictingPasswords { tier, perms } => format!(
-                "call_permission {} ({tier}): denies with different passwords and no call_permission_password, no single PIN unlocks them",
-                names(perms)
-            ),
-        };
-        match d.pin {
-            Some(PinCheck::Accepted) => reason.push_str("; PIN accepted"),
-            Some(PinCheck::Rejected) => reason.push_str("; PIN rejected"),
-            None => {}
+    }
+    (caller_user, forwarder)
+}
+
+/// Stage 1 of an external call (SPEC §4.3): the identity's Call ACL, when it has one. The
+/// outcome is recorded in `d`; a deny is final (no PIN) and makes the decision.
+fn call_acl(
+    t: &TenantSpec,
+    identity: Option<UserId>,
+    d: &mut Decision,
+    tr: &mut Trace<'_>,
+) -> Action {
+    if let Some(acl_id) = identity.and_then(|u| t.users[u].call_acl) {
+        let acl = &t.call_acls[acl_id];
+        let mut matching = Vec::new();
+        if let Some(e) = &d.e164 {
+            t.acl_patterns.matching(e, &mut matching);
         }
-        reason
+        let (action, outcome) = acl.evaluate(&matching);
+        if tr.on() {
+            let decided = match outcome {
+                AclOutcome::Rule(i) => i + 1,
+                AclOutcome::Default => acl.rules().len(),
+            };
+            tr.note(|| format!("stage 1, call_acl {} (default {}):", acl.name, acl.default));
+            for r in &acl.rules()[..decided] {
+                let p = t.acl_patterns.get(r.pattern);
+                let hit = matching.binary_search(&r.pattern).is_ok();
+                tr.note(|| {
+                    format!(
+                        "  metric {} pattern {} ({}) → {}",
+                        r.metric,
+                        p.name,
+                        describe_pattern(p),
+                        if hit {
+                            format!("matched: {}", r.action)
+                        } else {
+                            "no match".to_owned()
+                        }
+                    )
+                });
+            }
+            if d.e164.is_none() {
+                tr.note(|| {
+                    "  the dialed number has no E.164 form: no pattern can match".to_owned()
+                });
+            }
+        }
+        d.acl = Some((acl_id, outcome));
+        if action == Action::Deny {
+            d.verdict = Verdict::Deny;
+            d.basis = Basis::AclDenied;
+            tr.note(|| "  an ACL deny is final: no PIN".to_owned());
+        }
+        action
+    } else {
+        tr.note(|| "stage 1, call_acl: none assigned, allow".to_owned());
+        Action::Allow
     }
 }
 

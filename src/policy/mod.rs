@@ -9,6 +9,7 @@
 
 pub mod acl;
 mod decide;
+mod decision;
 pub mod extension;
 pub mod number;
 
@@ -18,7 +19,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use decide::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Tier, Verdict};
+pub use decision::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Tier, Verdict};
 
 use acl::{AclPatterns, Action, CallAcl};
 use extension::{EntryId, Extension, ExtensionSet};

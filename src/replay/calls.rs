@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::capture::{Capture, Transport};
+use super::capture::Capture;
+use super::payload::Transport;
 use crate::config::Config;
 use crate::policy::Decision;
 use crate::proxy::{Peer, Proxy};

@@ -7,12 +7,15 @@
 //!   with addresses and capture time. SIP-agnostic; undecodable packets are skipped and
 //!   counted, while an unreadable or truncated file is an error naming the file and offset.
 //! - `tcp` (private): per-direction TCP reassembly by sequence number, used by [`capture`].
+//! - `payload` (private): [`Payload`], what both of them hand out.
 //! - [`calls`]: payloads → SIP messages (TCP framed by Content-Length) → the proxy core →
 //!   one decision per new call, printed or compared with expectations.
 
 pub mod calls;
 pub mod capture;
+mod payload;
 mod tcp;
 
 pub use calls::{call_json, compare, replay, sip_messages, CapturedMessage, ReplayedCall};
-pub use capture::{Capture, CaptureError, Payload, Transport};
+pub use capture::{Capture, CaptureError};
+pub use payload::{Payload, Transport};

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::capture::{Payload, Transport};
+use super::payload::{Payload, Transport};
 
 /// Out-of-order bytes held per direction before the missing bytes are given up on. A
 /// capture that lost a segment would otherwise hold every later byte of that stream until

@@ -1,32 +1,87 @@
-//! Typed views of the headers the proxy reads: Via (RFC 3261 §20.42, RFC 3581), name-addr
-//! headers From, To, Contact, Route (§20.10, §20.20, §20.39), CSeq (§20.16), Max-Forwards
-//! (§20.22). Each borrows from the message text; line folding and the tortuous white space
-//! of RFC 4475 §3.1.1.1 are accepted, the malformed values of §3.1.2 are not.
+//! The headers the proxy reads: their names ([`HeaderName`], full and compact, RFC 3261
+//! §7.3.3), and typed views of their values: Via (§20.42, RFC 3581), name-addr headers From,
+//! To, Contact, Route (§20.10, §20.20, §20.39), CSeq (§20.16), Max-Forwards (§20.22). Each
+//! view borrows from the message text; line folding and the tortuous white space of RFC 4475
+//! §3.1.1.1 are accepted, the malformed values of §3.1.2 are not.
 
-use std::fmt;
 use std::ops::Range;
 
-use super::message::is_token_char;
-use super::uri::{split_host_port, split_scheme};
+use super::lex::{is_token_char, split_host_port, split_scheme};
+// Defined in `lex`; still reachable here, where it used to be.
+pub use super::lex::SyntaxError;
 
-/// Why a header value does not parse.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SyntaxError {
-    Malformed(&'static str),
-    /// A well-formed URI of a scheme the proxy does not route.
-    UnsupportedScheme,
+/// The headers the proxy looks at, by full and compact name (RFC 3261 §7.3.3, §20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderName {
+    Via,
+    From,
+    To,
+    CallId,
+    CSeq,
+    MaxForwards,
+    ContentLength,
+    ContentType,
+    Contact,
+    Route,
+    RecordRoute,
+    ProxyRequire,
+    PAssertedIdentity,
+    ProxyAuthorization,
+    Diversion,
+    HistoryInfo,
+    Reason,
+    Other,
 }
 
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyntaxError::Malformed(why) => f.write_str(why),
-            SyntaxError::UnsupportedScheme => f.write_str("unsupported URI scheme"),
+impl HeaderName {
+    /// Header names are case-insensitive (RFC 3261 §7.3.1).
+    pub(super) fn from_bytes(name: &[u8]) -> Self {
+        let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+        match name.len() {
+            1 => match name[0].to_ascii_lowercase() {
+                b'v' => HeaderName::Via,
+                b'f' => HeaderName::From,
+                b't' => HeaderName::To,
+                b'i' => HeaderName::CallId,
+                b'l' => HeaderName::ContentLength,
+                b'c' => HeaderName::ContentType,
+                b'm' => HeaderName::Contact,
+                _ => HeaderName::Other,
+            },
+            _ if eq("via") => HeaderName::Via,
+            _ if eq("from") => HeaderName::From,
+            _ if eq("to") => HeaderName::To,
+            _ if eq("call-id") => HeaderName::CallId,
+            _ if eq("cseq") => HeaderName::CSeq,
+            _ if eq("max-forwards") => HeaderName::MaxForwards,
+            _ if eq("content-length") => HeaderName::ContentLength,
+            _ if eq("content-type") => HeaderName::ContentType,
+            _ if eq("contact") => HeaderName::Contact,
+            _ if eq("route") => HeaderName::Route,
+            _ if eq("record-route") => HeaderName::RecordRoute,
+            _ if eq("proxy-require") => HeaderName::ProxyRequire,
+            _ if eq("p-asserted-identity") => HeaderName::PAssertedIdentity,
+            _ if eq("proxy-authorization") => HeaderName::ProxyAuthorization,
+            _ if eq("diversion") => HeaderName::Diversion,
+            _ if eq("history-info") => HeaderName::HistoryInfo,
+            _ if eq("reason") => HeaderName::Reason,
+            _ => HeaderName::Other,
         }
     }
-}
 
-impl std::error::Error for SyntaxError {}
+    /// Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 §3.3.8).
+    pub(super) fn single(self) -> bool {
+        matches!(
+            self,
+            HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+        )
+    }
+}
 
 fn err<T>(why: &'static str) -> Result<T, SyntaxError> {
     Err(SyntaxError::Malformed(why))

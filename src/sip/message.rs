@@ -4,8 +4,14 @@
 use std::fmt;
 use std::ops::Range;
 
+use super::framing::{bad, find_head_end, parse_content_length, split_header, trim, HeaderLines};
 use super::header::{self, CSeq, NameAddr, Via};
+use super::lex::SyntaxError;
 use super::uri::Uri;
+// Defined in `framing`, `header` and `lex`; still reachable here, where they used to be.
+pub use super::framing::{frame, Framing, ParseError, StreamFramer};
+pub use super::header::HeaderName;
+pub use super::lex::is_token_char;
 
 /// The longest message accepted by default (SPEC §7).
 pub const DEFAULT_MAX_SIZE: usize = 64 * 1024;
@@ -79,78 +85,6 @@ impl fmt::Display for Method {
     }
 }
 
-/// The headers the proxy looks at, by full and compact name (RFC 3261 §7.3.3, §20).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderName {
-    Via,
-    From,
-    To,
-    CallId,
-    CSeq,
-    MaxForwards,
-    ContentLength,
-    ContentType,
-    Contact,
-    Route,
-    RecordRoute,
-    ProxyRequire,
-    PAssertedIdentity,
-    ProxyAuthorization,
-    Diversion,
-    HistoryInfo,
-    Reason,
-    Other,
-}
-
-impl HeaderName {
-    fn from_bytes(name: &[u8]) -> Self {
-        let eq = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
-        match name.len() {
-            1 => match name[0].to_ascii_lowercase() {
-                b'v' => HeaderName::Via,
-                b'f' => HeaderName::From,
-                b't' => HeaderName::To,
-                b'i' => HeaderName::CallId,
-                b'l' => HeaderName::ContentLength,
-                b'c' => HeaderName::ContentType,
-                b'm' => HeaderName::Contact,
-                _ => HeaderName::Other,
-            },
-            _ if eq("via") => HeaderName::Via,
-            _ if eq("from") => HeaderName::From,
-            _ if eq("to") => HeaderName::To,
-            _ if eq("call-id") => HeaderName::CallId,
-            _ if eq("cseq") => HeaderName::CSeq,
-            _ if eq("max-forwards") => HeaderName::MaxForwards,
-            _ if eq("content-length") => HeaderName::ContentLength,
-            _ if eq("content-type") => HeaderName::ContentType,
-            _ if eq("contact") => HeaderName::Contact,
-            _ if eq("route") => HeaderName::Route,
-            _ if eq("record-route") => HeaderName::RecordRoute,
-            _ if eq("proxy-require") => HeaderName::ProxyRequire,
-            _ if eq("p-asserted-identity") => HeaderName::PAssertedIdentity,
-            _ if eq("proxy-authorization") => HeaderName::ProxyAuthorization,
-            _ if eq("diversion") => HeaderName::Diversion,
-            _ if eq("history-info") => HeaderName::HistoryInfo,
-            _ if eq("reason") => HeaderName::Reason,
-            _ => HeaderName::Other,
-        }
-    }
-
-    /// Headers that may appear once only (RFC 3261 §7.3.1, RFC 4475 §3.3.8).
-    fn single(self) -> bool {
-        matches!(
-            self,
-            HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-                | HeaderName::MaxForwards
-                | HeaderName::ContentLength
-        )
-    }
-}
-
 /// One header line.
 #[derive(Clone, Debug)]
 pub struct Header {
@@ -169,270 +103,6 @@ pub struct Header {
 pub enum StartLine {
     Request { method: Method, uri: Range<usize> },
     Response { code: u16, reason: Range<usize> },
-}
-
-/// Why bytes are not a message the proxy can handle, and what to answer when it can answer:
-/// requests get `status` (400 unless said otherwise), responses are dropped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseError {
-    pub status: u16,
-    pub reason: String,
-    /// Whether the bytes are a request (and so can be answered).
-    pub request: bool,
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.reason, self.status)
-    }
-}
-
-impl std::error::Error for ParseError {}
-
-/// Where a message ends in a byte stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// Not enough bytes yet.
-    Incomplete,
-    /// The first message is this many bytes long.
-    Complete(usize),
-}
-
-/// Finds the end of the first message of a stream (RFC 3261 §18.3): the header block, then
-/// `Content-Length` bytes of body (0 when absent). CRLFs between messages (keep-alives,
-/// RFC 5626) are skipped and counted in the length. An error means the stream can never
-/// frame (no Content-Length number, or a header block longer than `max`).
-pub fn frame(buf: &[u8], max: usize) -> Result<Framing, ParseError> {
-    let lead = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    let rest = &buf[lead..];
-    let Some(head_end) = find_head_end(rest) else {
-        if rest.len() > max {
-            return Err(bad(400, "message too large", true));
-        }
-        return Ok(Framing::Incomplete);
-    };
-    let total = lead + message_length(rest, head_end)?;
-    if total > max {
-        return Err(bad(413, "message too large", true));
-    }
-    if buf.len() < total {
-        return Ok(Framing::Incomplete);
-    }
-    Ok(Framing::Complete(total))
-}
-
-/// The length of a message whose header block ends at `head_end` (as [`find_head_end`]
-/// gives it): the header block and `Content-Length` bytes of body.
-fn message_length(buf: &[u8], head_end: (usize, usize)) -> Result<usize, ParseError> {
-    let mut length = 0usize;
-    for line in HeaderLines::new(&buf[..head_end.0]).skip(1) {
-        let (name, value) = split_header(buf, &line)?;
-        if HeaderName::from_bytes(&buf[name]) == HeaderName::ContentLength {
-            length = parse_content_length(trim(&buf[value]))?;
-        }
-    }
-    Ok(head_end.1 + length)
-}
-
-/// Framing that resumes where it stopped, for a stream that arrives in pieces (SPEC §7:
-/// framing work is linear in the bytes received). Blank lines before a message (RFC 5626
-/// keep-alives) are taken off as they come and counted: more than `max` of them in a row
-/// can never lead to a message, so the stream is refused.
-#[derive(Debug, Default)]
-pub struct StreamFramer {
-    buf: Vec<u8>,
-    /// How far the search for the end of the header block has looked.
-    scanned: usize,
-    /// The whole message's length, once its header block is complete.
-    total: Option<usize>,
-    /// Blank-line bytes since the last message.
-    blank: usize,
-}
-
-impl StreamFramer {
-    /// Bytes received.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Blank lines before the next message stop counting (the peer paused: those were
-    /// keep-alives, not a flood).
-    pub fn forgive_blank_lines(&mut self) {
-        self.blank = 0;
-    }
-
-    /// Whether part of a message (not just blank lines) is waiting for the rest.
-    pub fn in_message(&self) -> bool {
-        !self.buf.is_empty()
-    }
-
-    /// The next complete message, if one is there.
-    pub fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>, ParseError> {
-        if self.total.is_none() && self.scanned == 0 {
-            let lead = self
-                .buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            self.blank += lead;
-            if self.blank > max {
-                return Err(bad(400, "blank lines beyond the largest message", true));
-            }
-            self.buf.drain(..lead);
-        }
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let total = match self.total {
-            Some(t) => t,
-            None => {
-                // The blank line may straddle the previous read: look back 3 bytes.
-                let from = self.scanned.saturating_sub(3);
-                let Some((a, b)) = find_head_end(&self.buf[from..]) else {
-                    self.scanned = self.buf.len();
-                    if self.buf.len() > max {
-                        return Err(bad(400, "message too large", true));
-                    }
-                    return Ok(None);
-                };
-                let t = message_length(&self.buf, (from + a, from + b))?;
-                if t > max {
-                    return Err(bad(413, "message too large", true));
-                }
-                self.total = Some(t);
-                t
-            }
-        };
-        if self.buf.len() < total {
-            return Ok(None);
-        }
-        let rest = self.buf.split_off(total);
-        let message = std::mem::replace(&mut self.buf, rest);
-        self.total = None;
-        self.scanned = 0;
-        self.blank = 0;
-        Ok(Some(message))
-    }
-}
-
-fn bad(status: u16, reason: &str, request: bool) -> ParseError {
-    ParseError {
-        status,
-        reason: reason.to_owned(),
-        request,
-    }
-}
-
-/// The end of the header block: (index of the blank line, index after it).
-fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| (i + 2, i + 4));
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| (i + 1, i + 2));
-    match (crlf, lf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Header lines of a header block, continuation lines joined: each item is the range of one
-/// logical line, its line ending included.
-struct HeaderLines<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> HeaderLines<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-}
-
-impl Iterator for HeaderLines<'_> {
-    type Item = Range<usize>;
-    fn next(&mut self) -> Option<Range<usize>> {
-        let start = self.pos;
-        if start >= self.buf.len() {
-            return None;
-        }
-        let mut i = start;
-        loop {
-            match memchr::memchr(b'\n', &self.buf[i..]) {
-                None => {
-                    self.pos = self.buf.len();
-                    return Some(start..self.buf.len());
-                }
-                Some(n) => {
-                    i += n + 1;
-                    // The first line (start line) is never folded.
-                    let folded = start != 0 && matches!(self.buf.get(i), Some(b' ' | b'\t'));
-                    if !folded {
-                        self.pos = i;
-                        return Some(start..i);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Splits a header line into name and value ranges (absolute).
-fn split_header(
-    buf: &[u8],
-    line: &Range<usize>,
-) -> Result<(Range<usize>, Range<usize>), ParseError> {
-    let bytes = &buf[line.clone()];
-    let colon =
-        memchr::memchr(b':', bytes).ok_or_else(|| bad(400, "header line without a colon", true))?;
-    let raw_name = &bytes[..colon];
-    let name_len = raw_name
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(0, |p| p + 1);
-    let name = &raw_name[..name_len];
-    if name.is_empty() || !name.iter().all(|&b| is_token_char(b)) {
-        return Err(bad(400, "malformed header name", true));
-    }
-    let mut v_start = colon + 1;
-    while bytes.get(v_start).is_some_and(|b| b.is_ascii_whitespace()) {
-        v_start += 1;
-    }
-    let v_end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(v_start, |p| (p + 1).max(v_start));
-    Ok((
-        line.start..line.start + name_len,
-        line.start + v_start..line.start + v_end,
-    ))
-}
-
-/// RFC 3261 `token` characters.
-pub fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
-fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |p| p + 1);
-    &b[start..end.max(start)]
-}
-
-fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
-    if v.is_empty() || v.len() > 10 || !v.iter().all(u8::is_ascii_digit) {
-        return Err(bad(400, "bad Content-Length", true));
-    }
-    std::str::from_utf8(v)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad(400, "bad Content-Length", true))
 }
 
 /// A parsed message: its bytes and their index.
@@ -564,7 +234,7 @@ impl Message {
             }
             let uri = self.text(uri);
             match Uri::parse(uri) {
-                Err(header::SyntaxError::UnsupportedScheme) => {
+                Err(SyntaxError::UnsupportedScheme) => {
                     return Err((416, "Unsupported URI Scheme".to_owned()))
                 }
                 Err(e) => return Err(e400(&format!("bad Request-URI: {e}"))),
@@ -680,12 +350,12 @@ impl Message {
     }
 
     /// The CSeq.
-    pub fn cseq(&self) -> Result<CSeq<'_>, header::SyntaxError> {
+    pub fn cseq(&self) -> Result<CSeq<'_>, SyntaxError> {
         CSeq::parse(self.header_str(HeaderName::CSeq).unwrap_or_default())
     }
 
     /// Every Via value, top first, with the absolute range of each value.
-    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, header::SyntaxError>> + '_ {
+    pub fn vias(&self) -> impl Iterator<Item = Result<Via<'_>, SyntaxError>> + '_ {
         self.headers
             .iter()
             .filter(|h| h.name == HeaderName::Via)

@@ -9,12 +9,20 @@
 //!
 //! [`frame`] finds where a message ends in a stream (Content-Length framing, RFC 3261
 //! §18.3), telling "need more bytes" from "this can never be a message", as TCP needs.
+//!
+//! The modules, each using only those before it: `lex` (token characters, URI schemes,
+//! `host[:port]`, [`header::SyntaxError`]); [`uri`] and [`header`] (typed views, and
+//! [`HeaderName`]); `framing` (the header block's lines, Content-Length, [`frame`] and
+//! [`StreamFramer`]); [`message`] (the index and the checks a proxy needs); [`forwarding`]
+//! (who forwarded a call).
 
 pub mod forwarding;
+mod framing;
 pub mod header;
+mod lex;
 pub mod message;
 pub mod uri;
 
-pub use message::{
-    frame, Framing, HeaderName, Message, Method, ParseError, ReplyLines, StartLine, StreamFramer,
-};
+pub use framing::{frame, Framing, ParseError, StreamFramer};
+pub use header::HeaderName;
+pub use message::{Message, Method, ReplyLines, StartLine};

@@ -1,7 +1,9 @@
 //! SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966): just enough to route and to read the
 //! dialed number. Other schemes are recognised as such and refused where a proxy must route.
 
-use super::header::SyntaxError;
+use super::lex::SyntaxError;
+// Defined in `lex`; still reachable here, where they used to be.
+pub use super::lex::{split_host_port, split_scheme};
 
 /// A parsed URI; every part borrows from the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,54 +113,6 @@ impl<'a> Uri<'a> {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(self.host)
     }
-}
-
-/// `scheme:rest`, with a well-formed scheme (RFC 3986 §3.1).
-pub fn split_scheme(text: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = text.split_once(':')?;
-    let mut chars = scheme.bytes();
-    let first_ok = chars.next().is_some_and(|b| b.is_ascii_alphabetic());
-    let rest_ok = chars.all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    (first_ok && rest_ok).then_some((scheme, rest))
-}
-
-/// `host[:port]`, the host a name, an IPv4 address or a bracketed IPv6 address.
-pub fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), SyntaxError> {
-    let (host, port) = if hostport.starts_with('[') {
-        let close = hostport
-            .find(']')
-            .ok_or(SyntaxError::Malformed("unclosed IPv6 reference"))?;
-        let (h, rest) = hostport.split_at(close + 1);
-        match rest.strip_prefix(':') {
-            Some(p) => (h, Some(p)),
-            None if rest.is_empty() => (h, None),
-            None => return Err(SyntaxError::Malformed("junk after an IPv6 reference")),
-        }
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        inner.parse::<std::net::Ipv6Addr>().is_ok()
-    } else {
-        !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
-    };
-    if !host_ok {
-        return Err(SyntaxError::Malformed("bad host"));
-    }
-    let port = match port {
-        None => None,
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| SyntaxError::Malformed("bad port"))?,
-        ),
-    };
-    Ok((host, port))
 }
 
 #[cfg(test)]
