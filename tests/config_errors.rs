@@ -21,6 +21,7 @@ fn base() -> String {
     r#"[server]
 listen = ["udp:127.0.0.1:45060"]
 next_hop = "udp:127.0.0.1:45070"
+trusted_peers = ["127.0.0.1/32"]
 
 [brand]
 name = "example"
@@ -548,8 +549,8 @@ fn bad_next_hop() {
 #[test]
 fn bad_trusted_peer_cidr() {
     let text = base().replace(
-        "next_hop = \"udp:127.0.0.1:45070\"\n",
-        "next_hop = \"udp:127.0.0.1:45070\"\ntrusted_peers = [\"127.0.0.1/32\", \"10.0.0.0/33\"]\n",
+        "trusted_peers = [\"127.0.0.1/32\"]\n",
+        "trusted_peers = [\"127.0.0.1/32\", \"10.0.0.0/33\"]\n",
     );
     expect(
         &text,
@@ -2040,5 +2041,133 @@ fn cli_run_never_starts_with_an_unknown_key() {
     assert!(
         all.contains(&format!("{p}:{line}:{col}")) && all.contains("shoe_size"),
         "`run` must print the config error:\n{all}"
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// Admission: digest credentials, who can reach a tenant, and the new limits
+
+#[test]
+fn digest_credentials_are_checked() {
+    let text = with(
+        r#"
+  [[tenant.users]]
+  name = "alice"
+  extension = "1001"
+  auth_password = "pw"
+  auth_ha1 = "0123456789abcdef0123456789abcdef"
+
+  [[tenant.users]]
+  name = "bob"
+  extension = "1002"
+  auth_ha1 = "not-hex"
+
+  [[tenant.users]]
+  name = "carol"
+  extension = "1003"
+  auth_username = "shared"
+  auth_password = "pw"
+
+  [[tenant.users]]
+  name = "dave"
+  extension = "1004"
+  auth_username = "shared"
+  auth_password = "pw2"
+"#,
+    );
+    let errors = invalid(&text);
+    let e = find(
+        &errors,
+        "user \"alice\"",
+        &["auth_password", "auth_ha1", "not both"],
+    );
+    assert_eq!(e.position, Some(pos(&text, "\"pw\"\n  auth_ha1")));
+    find(&errors, "user \"bob\"", &["auth_ha1", "32 hex digits"]);
+    find(
+        &errors,
+        "user \"dave\"",
+        &["auth_username", "shared", "already"],
+    );
+}
+
+#[test]
+fn valid_credentials_and_realm_load() {
+    let text = base().replace(
+        "name = \"acme\"\n",
+        "name = \"acme\"\nrealm = \"sip.acme.example\"\n",
+    ) + r#"
+  [[tenant.users]]
+  name = "alice"
+  extension = "1001"
+  auth_password = "pw"
+
+  [[tenant.users]]
+  name = "bob"
+  extension = "1002"
+  auth_username = "bob-phone"
+  auth_ha1 = "0123456789ABCDEF0123456789abcdef"
+"#;
+    let c = valid(&text);
+    let realm = &c.proxy.auth.tenants[0];
+    assert_eq!(&*realm.realm, "sip.acme.example");
+    let mut names: Vec<&str> = realm.users.keys().map(|k| &**k).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["alice", "bob-phone"]);
+}
+
+#[test]
+fn a_tenant_nobody_can_reach_and_sources_that_are_everyone_are_warned_about() {
+    let text = base().replace("trusted_peers = [\"127.0.0.1/32\"]\n", "");
+    let c = valid(&text);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("nobody can reach")),
+        "{:?}",
+        c.warnings
+    );
+    let text = base()
+        .replace("trusted_peers = [\"127.0.0.1/32\"]\n", "")
+        .replace(
+            "country = \"ES\"\n",
+            "country = \"ES\"\nsources = [\"0.0.0.0/0\"]\n",
+        );
+    let c = valid(&text);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("0.0.0.0/0") && w.contains("every address")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(!c.warnings.iter().any(|w| w.contains("nobody can reach")));
+}
+
+#[test]
+fn new_limits_are_checked_and_rtp_ports_need_an_even_port() {
+    let text = base()
+        + "[limits]\nmax_dialogs = 0\ninvite_timeout_s = -3\nper_source = { requests_per_s = 0, burst = 10, ban_s = 5 }\n[pin]\nrtp_ports = \"31601-31601\"\n";
+    let errors = invalid(&text);
+    find(&errors, "limits", &["max_dialogs"]);
+    find(&errors, "limits", &["invite_timeout_s"]);
+    find(&errors, "limits.per_source", &["requests_per_s"]);
+    find(&errors, "pin", &["rtp_ports", "even"]);
+    let c = valid(&(base()
+        + "[limits]\nmax_dialogs = 7\ninvite_timeout_s = 90\ndialog_timeout_s = 600\nmax_dialed_length = 32\nper_source = { requests_per_s = 5, burst = 9, ban_s = 30 }\n"));
+    let l = c.proxy.limits;
+    assert_eq!(
+        (
+            l.max_dialogs,
+            l.invite_timeout.as_secs(),
+            l.dialog_timeout.as_secs(),
+            l.max_dialed_length
+        ),
+        (7, 90, 600, 32)
+    );
+    assert_eq!(
+        (
+            l.per_source.requests_per_s,
+            l.per_source.burst,
+            l.per_source.ban.as_secs()
+        ),
+        (5, 9, 30)
     );
 }

@@ -21,10 +21,10 @@ use crate::policy::{
     Destination, Group, Holder, HopId, Incall, Outcall, Permission, Pin, Policy, Service, Tenant,
     TenantSpec, User,
 };
-use crate::proxy::{Limits, Lockout, Peer, PinSettings, Server, Settings};
+use crate::proxy::{Limits, Lockout, Peer, PerSource, PinSettings, Server, Settings};
 
 /// Collects errors with their positions.
-struct Checker<'a> {
+pub(super) struct Checker<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<ConfigError>,
@@ -45,7 +45,12 @@ impl Checker<'_> {
         (line, col)
     }
 
-    fn error(&mut self, span: Option<&Range<usize>>, context: &str, message: impl Into<String>) {
+    pub(super) fn error(
+        &mut self,
+        span: Option<&Range<usize>>,
+        context: &str,
+        message: impl Into<String>,
+    ) {
         let position = span.map(|s| self.position(s));
         self.errors.push(ConfigError {
             file: self.file.to_owned(),
@@ -55,7 +60,7 @@ impl Checker<'_> {
         });
     }
 
-    fn warn(&mut self, span: &Range<usize>, context: &str, message: &str) {
+    pub(super) fn warn(&mut self, span: &Range<usize>, context: &str, message: &str) {
         let (line, col) = self.position(span);
         self.warnings
             .push(format!("{}:{line}:{col}: {context}: {message}", self.file));
@@ -110,7 +115,7 @@ fn name_of<'v>(
 
 /// Builds the context of an object: `tenant "acme", user "alice"` (or `user #3` when it has
 /// no name).
-fn ctx(parent: &str, kind: &str, name: &Option<Str>, index: usize) -> String {
+pub(super) fn ctx(parent: &str, kind: &str, name: &Option<Str>, index: usize) -> String {
     let this = match name {
         Some(n) => format!("{kind} \"{}\"", n.get_ref()),
         None => format!("{kind} #{}", index + 1),
@@ -658,6 +663,11 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             tenants.push(tenant);
         }
     }
+    let trusted = raw
+        .server
+        .as_ref()
+        .is_some_and(|s| !s.get_ref().trusted_peers.is_empty());
+    let auth = super::auth::check_auth(ck, &raw.tenant, &tenants, trusted);
     let (mut server, default_next_hop) = server?;
     let pin = pin?;
     server.hops = std::mem::take(&mut ck.hops);
@@ -673,7 +683,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             server,
             limits,
             pin,
-            auth: Default::default(),
+            auth: std::sync::Arc::new(auth),
             secret: crate::proxy::Secret::random().unwrap_or_else(|e| {
                 ck.error(None, "", e);
                 crate::proxy::Secret::new([0; 32])
@@ -750,12 +760,44 @@ fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limit
             );
         }
     }
+    let secs = |ck: &mut Checker<'_>, v: &Option<Spanned<i64>>, d: Duration, key: &str| {
+        Duration::from_secs(u64::from(ck.positive(v, d.as_secs() as u32, key, c)))
+    };
+    let per_source = raw.per_source.as_ref().map_or(d.per_source, |p| {
+        let (p, pc) = (p.get_ref(), "limits.per_source");
+        let ds = d.per_source;
+        PerSource {
+            requests_per_s: ck.positive(&p.requests_per_s, ds.requests_per_s, "requests_per_s", pc),
+            burst: ck.positive(&p.burst, ds.burst, "burst", pc),
+            ban: Duration::from_secs(u64::from(ck.positive(
+                &p.ban_s,
+                ds.ban.as_secs() as u32,
+                "ban_s",
+                pc,
+            ))),
+        }
+    });
     Limits {
-        max_dialogs: d.max_dialogs,
-        invite_timeout: d.invite_timeout,
-        max_dialed_length: d.max_dialed_length,
-        dialog_timeout: d.dialog_timeout,
-        per_source: d.per_source,
+        max_dialogs: ck.positive(&raw.max_dialogs, d.max_dialogs as u32, "max_dialogs", c) as usize,
+        invite_timeout: secs(
+            ck,
+            &raw.invite_timeout_s,
+            d.invite_timeout,
+            "invite_timeout_s",
+        ),
+        max_dialed_length: ck.positive(
+            &raw.max_dialed_length,
+            d.max_dialed_length as u32,
+            "max_dialed_length",
+            c,
+        ) as usize,
+        dialog_timeout: secs(
+            ck,
+            &raw.dialog_timeout_s,
+            d.dialog_timeout,
+            "dialog_timeout_s",
+        ),
+        per_source,
         max_message_size: size as usize,
         max_transactions: ck.positive(
             &raw.max_transactions,
@@ -844,7 +886,15 @@ fn check_pin(
                 Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
             });
             match parsed {
-                Some((lo, hi)) if lo > 0 && lo <= hi => (lo, hi),
+                Some((lo, hi)) if lo > 0 && lo <= hi && (lo..=hi).any(|p| p % 2 == 0) => (lo, hi),
+                Some((lo, hi)) if lo > 0 && lo <= hi => {
+                    ck.error(
+                        Some(&r.span()),
+                        c,
+                        format!("`rtp_ports` `{lo}-{hi}` has no even port: RTP takes even ports (RFC 3550 §11)"),
+                    );
+                    (40000, 40999)
+                }
                 _ => {
                     ck.error(
                         Some(&r.span()),

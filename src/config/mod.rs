@@ -5,6 +5,7 @@
 //! recover from), unknown keys (all of them), then every semantic error, each with the file,
 //! line and column, and the tenant and object it belongs to.
 
+mod auth;
 mod check;
 pub mod raw;
 

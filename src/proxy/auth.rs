@@ -6,7 +6,7 @@
 //! used. A nonce older than [`NONCE_LIFE`] is stale (`stale=true`: the caller retries with
 //! the same password, no failure counted). Within its life, each use must carry a higher
 //! `nc` than the last one seen: a replayed response is refused. The table of used nonces
-//! is bounded ([`MAX_NONCES`], oldest forgotten first) and each entry is dropped once its
+//! is bounded (`MAX_NONCES`, oldest forgotten first) and each entry is dropped once its
 //! nonce has expired. Responses are compared in constant time; no password, HA1 or
 //! response is ever logged.
 

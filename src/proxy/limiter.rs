@@ -5,7 +5,7 @@
 //! is banned long before ordinary traffic would be.
 //!
 //! IPv6 sources are counted per /64 (one host owns a whole /64 and could otherwise rotate
-//! addresses). The table holds at most [`MAX_SOURCES`] sources; when full, the sources whose
+//! addresses). The table holds at most `MAX_SOURCES` sources; when full, the sources whose
 //! bucket has refilled are forgotten (they are as good as new), and if that frees less than a
 //! quarter, every source that is not banned is: a sweep costs one pass over the table, at
 //! most once per quarter of it filled, so a flood of new sources costs O(1) each.

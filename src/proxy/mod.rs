@@ -8,19 +8,22 @@
 //! ([`Proxy::poll_timeout`]). Tests drive it with a simulated clock.
 //!
 //! How a message flows through the rooms of this module:
-//! - [`request`]: a request is checked statelessly (retransmission, Proxy-Require,
-//!   Max-Forwards, loops, OPTIONS to us, overload), then CANCEL, INFO for a PIN prompt and
-//!   ACK are taken aside, and anything else gets a server transaction;
-//! - [`screen`]: an out-of-dialog INVITE is decided by the policy (one log event);
-//! - [`route`]: where a request goes (next hop, Route, Request-URI, the dialog's hop) and the
-//!   forwarded copy's byte edits (Via, Max-Forwards, Route, Record-Route);
-//! - [`dialogs`]: the next hop of each dialog, for in-dialog requests addressed to us;
-//! - [`hold`]: a challenged call held for its PIN (183, prompt, digits), with [`pin`];
-//! - [`recursion`]: a user's phone's own forward (3xx) followed with that user's rights;
-//! - [`response`]: responses matched to client transactions and relayed upstream through
-//!   server transactions, and every timer;
-//! - [`table`] and [`transaction`]: the transactions, their keys and the timer heap;
-//! - [`reply`]: the responses and requests the core writes itself; [`edit`]: byte splices.
+//! - `mod.rs` (here): per-source limits for untrusted sources ([`limiter`]), then parsing;
+//! - `request`: a request is checked statelessly (retransmission, Proxy-Require, OPTIONS to
+//!   us, Max-Forwards, loops); CANCEL, INFO for a PIN prompt, ACK and in-dialog requests are
+//!   bound to the dialogs sipscreen admitted (`dialogs`); a new request is admitted
+//!   (`admit`: trusted peer, tenant source or digest, [`auth`]) and, when it is an INVITE,
+//!   screened (`screen`: the policy's decision, one log event, the PIN lockout);
+//! - `route`: where a request goes and the forwarded copy's byte edits (Via, Max-Forwards,
+//!   Route, Record-Route), with [`edit`]; branches and tags are unguessable ([`Secret`]);
+//! - `client`: the client transaction a request is forwarded on, CANCEL, send failures;
+//! - `hold`: a challenged call held for its PIN (183, prompt, digits), with [`pin`];
+//! - `recursion`: a user's phone's own forward (3xx) followed with that user's rights;
+//! - `response`: responses matched to their client transaction and its address, relayed
+//!   upstream through the server transaction, and the dialogs they make;
+//! - `timers`: every transaction and PIN timer coming due;
+//! - `table` and `transaction`: the transactions, their typed keys and the timer heap;
+//! - `reply`: the responses and requests the core writes itself.
 
 mod admit;
 pub mod auth;

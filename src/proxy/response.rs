@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use super::dialogs::DialogId;
 use super::reply::{build_in_transaction_request, strip_top_via};
 use super::route::BRANCH_PREFIX;
 use super::table::{ClientKey, ClientKind, Owner, ServerId};
@@ -111,12 +110,7 @@ impl Proxy {
             return;
         };
         if code >= 300 {
-            let early: Vec<DialogId> = st.dialogs.clone();
-            for id in early {
-                if self.dialogs.get(id).is_some_and(|d| !d.confirmed) {
-                    self.dialogs.remove(id);
-                }
-            }
+            // The early dialogs end with the failure sent upstream (send_server_response).
             return;
         }
         // Beyond the cap (checked when the INVITE came, so only calls already in flight get
@@ -163,10 +157,21 @@ impl Proxy {
         };
         let to = st.peer;
         let was_pending = st.is_pending();
+        // An INVITE that fails takes its early dialogs with it (SPEC §5.1).
+        let failed_dialogs = if st.invite && was_pending && code >= 300 {
+            std::mem::take(&mut st.dialogs)
+        } else {
+            Vec::new()
+        };
         let timers = st.on_response(now, code, &bytes);
         let terminated = st.state == ServerState::Terminated;
         self.tx.server_changed(was_pending, sid);
         self.tx.schedule_all(timers, Owner::Server(sid));
+        for id in failed_dialogs {
+            if self.dialogs.get(id).is_some_and(|d| !d.confirmed) {
+                self.dialogs.remove(id);
+            }
+        }
         self.send(to, bytes);
         if terminated {
             self.tx.remove_server(sid);

@@ -393,7 +393,12 @@ impl Outbound {
                     return;
                 }
                 if let Some(queue) = self.connecting.get_mut(&t.to.addr) {
-                    queue.push(t.bytes);
+                    // Bounded like an open connection's queue.
+                    if queue.len() < CONNECTION_QUEUE {
+                        queue.push(t.bytes);
+                    } else {
+                        tracing::warn!(to = %t.to.addr, "TCP connection still opening, queue full, message dropped");
+                    }
                     return;
                 }
                 self.connecting.insert(t.to.addr, vec![t.bytes]);
