@@ -5,7 +5,9 @@
 //! tenant source, so every request it sends is refused (`403`) until it is banned.
 //!
 //! Each test prints its figures (run with `-- --nocapture` to see them); BENCHMARKS.md quotes
-//! them. SIPp (Debian package `sip-tester`) is required, as for `tests/sipp.rs`.
+//! them. SIPp (Debian package `sip-tester`) is required, as for `tests/sipp.rs`. With
+//! `LIMITS_TRACE` set in the environment, the callee and the burst's callers log every message
+//! (`-trace_msg`) in the test's directory, which is kept when the test fails.
 
 mod common;
 use common::net::NextHop;
@@ -68,6 +70,7 @@ fn callee(dir: &TempDir, next_hop: &NextHop, file: &str) -> Sipp {
         .args(["-sf", &scenario(file), "-t", "u1"])
         .port(next_hop.lend())
         .timeout(Duration::from_secs(60))
+        .trace_msg(std::env::var_os("LIMITS_TRACE").is_some())
         .spawn(dir)
 }
 
@@ -478,6 +481,7 @@ fn calls(
     let (rate, calls) = (rate.to_string(), calls.to_string());
     caller(name, proxy, "shed_uac.xml", service)
         .args(["-r", &rate, "-m", &calls, "-l", &calls])
+        .trace_msg(std::env::var_os("LIMITS_TRACE").is_some())
         .spawn(dir)
         .finish(SIPP_TIMEOUT)
 }
