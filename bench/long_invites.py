@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """INVITEs whose dialed number is a distinct 60,000-digit string, for scripts/soak.
 
-    long_invites.py PROXY_IP PROXY_PORT LOCAL_IP COUNT [DIGITS] [WINDOW]
+    long_invites.py PROXY_IP PROXY_PORT LOCAL_IP COUNT [DIGITS] [WINDOW] [ack|noack]
 
 Sends COUNT INVITEs from LOCAL_IP to sipscreen, at most WINDOW (default 32) waiting for their
 final response at a time, each in one UDP datagram (the number only in the Request-URI, so
 that the datagram stays under 65,507 bytes), ACKs every non-2xx final response (RFC 3261
-§17.1.1.3, so that sipscreen's transaction ends at once rather than after Timer H), and
+§17.1.1.3, so that sipscreen's transaction ends at once rather than after Timer H; with
+`noack`, none is, as a careless or hostile client would), and
 prints one line: how many got which final status, and how many got none within 5 s.
 Every loop is bounded: COUNT requests, 5 s for each, 3 s for the last answers.
 """
@@ -26,6 +27,7 @@ def main():
     count = int(sys.argv[4])
     digits = int(sys.argv[5]) if len(sys.argv) > 5 else 60000
     window = int(sys.argv[6]) if len(sys.argv) > 6 else 32
+    send_ack = (sys.argv[7] if len(sys.argv) > 7 else "ack") != "noack"
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
@@ -102,7 +104,7 @@ def main():
             if code >= 200 and i in waiting:
                 del waiting[i]
                 finals[code] += 1
-                if code >= 300:
+                if code >= 300 and send_ack:
                     sock.sendto(ack(i, headers.get("to", headers.get("t", ""))), proxy)
         now = time.monotonic()
         for i in [i for i, at in waiting.items() if now - at > TIMEOUT]:
