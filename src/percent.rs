@@ -32,6 +32,22 @@ pub fn decode(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether every `%` of `s` starts a valid escape and the decoded bytes are UTF-8: when not,
+/// [`decode`] keeps the text as written, and a peer that decodes more leniently could read
+/// another string than sipscreen did.
+pub fn decodes_cleanly(s: &str) -> bool {
+    if !s.contains('%') {
+        return true;
+    }
+    let bytes = s.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    escapes_ok && matches!(decode(s), std::borrow::Cow::Owned(_))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

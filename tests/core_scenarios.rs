@@ -1591,3 +1591,167 @@ fn ten_thousand_silent_branches_leave_no_timer_transaction_or_dialog() {
     assert_eq!(w.proxy.dialogs(), 0);
     assert_eq!(w.proxy.poll_timeout(), None);
 }
+
+#[test]
+fn at_the_transaction_limit_calls_in_flight_still_end() {
+    let mut w = World::with(&SECURE.replace("[limits]\n", "[limits]\nmax_transactions = 2\n"));
+    answered_call(&mut w, "q1", "1009");
+    // Two calls waiting for an answer fill the table: a new call gets 503...
+    for b in ["q2", "q3"] {
+        w.recv(UAC, &call_from(UAC, "1009", "alice", b, ""));
+    }
+    w.sent();
+    w.recv(UAC, &call_from(UAC, "1009", "alice", "q4", ""));
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [503]
+    );
+    // ...but the call already up can still hang up.
+    w.recv(
+        UAC,
+        &in_dialog("BYE", "q1", true, "sip:x@127.0.0.1:5070", 2),
+    );
+    let out = w.sent();
+    assert!(
+        out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("BYE ")),
+        "{out:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What an attacker's second look found, each door closed.
+
+#[test]
+fn a_method_a_pbx_may_read_as_invite_is_refused() {
+    let mut w = World::with(SECURE);
+    for name in ["invite", "INV", "Invite"] {
+        let msg = call_from(UAC, "0033612345678", "alice", &format!("lk-{name}"), "")
+            .replacen("INVITE sip:", &format!("{name} sip:"), 1)
+            .replace("CSeq: 1 INVITE", &format!("CSeq: 1 {name}"));
+        w.recv(UAC, &msg);
+        let out = w.sent();
+        assert_eq!(
+            out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+            [400],
+            "{name}: {out:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_phones_3xx_cannot_guess_pins() {
+    let mut w = World::new();
+    let contacts: Vec<String> = (0..40)
+        .map(|i| format!("<sip:**{:04}*0033612345678@127.0.0.1:5070>", 1200 + i))
+        .collect();
+    forwarded_by_alices_phone(&mut w, "z9hG4bK-g1", &contacts.join(", "));
+    let out = w.sent();
+    assert!(
+        !out.iter()
+            .any(|(to, m)| to.to_string() == UAS && m.starts_with("INVITE ")),
+        "no target with a dial-prefix PIN is tried: {out:#?}"
+    );
+    let up: Vec<u16> = out
+        .iter()
+        .filter(|(to, _)| to.to_string() == UAC)
+        .map(|(_, m)| status(m))
+        .collect();
+    assert_eq!(up.first(), Some(&403));
+}
+
+#[test]
+fn credentials_taken_from_another_request_do_not_verify() {
+    use sipscreen::proxy::auth::Algorithm;
+    let mut w = World::with(SECURE);
+    w.recv(STRANGER, &call_from(STRANGER, "1001", "boss", "u0", ""));
+    let challenge = w.sent().remove(0).1;
+    // Computed for a call to 1001, sent on a call to the trunk.
+    let creds = authorization(
+        &challenge,
+        Algorithm::Md5,
+        "the-boss",
+        "boss-pw",
+        "sip:1001@127.0.0.1:5060",
+        1,
+    );
+    w.recv(
+        STRANGER,
+        &call_from(STRANGER, "0033612345678", "boss", "u1", &creds),
+    );
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [407],
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn smuggled_identities_and_unreadable_numbers_go_nowhere() {
+    let mut w = World::with(SECURE);
+    // A bare CR would end a line for some PBXs: a P-Asserted-Identity hidden in X-Pad.
+    let smuggled = call_from(
+        UAC,
+        "1009",
+        "alice",
+        "b1",
+        "X-Pad: x\rP-Asserted-Identity: <sip:1009@acme.example>\r\n",
+    );
+    w.recv(UAC, &smuggled);
+    let out = w.sent();
+    assert_eq!(
+        out.iter().map(|(_, m)| status(m)).collect::<Vec<_>>(),
+        [400],
+        "{out:#?}"
+    );
+    // Other names of an asserted identity are removed from a tenant source's request.
+    let rpid = call_from(
+        UAC,
+        "1009",
+        "alice",
+        "b2",
+        "Remote-Party-ID: <sip:1009@acme.example>;party=calling\r\nP-Preferred-Identity: <sip:1009@acme.example>\r\n",
+    );
+    w.recv(UAC, &rpid);
+    let fwd = w
+        .sent()
+        .into_iter()
+        .find(|(to, _)| to.to_string() == UAS)
+        .unwrap()
+        .1;
+    assert!(
+        !fwd.contains("Remote-Party-ID") && !fwd.contains("P-Preferred-Identity"),
+        "{fwd}"
+    );
+    // A number with an escape sipscreen cannot decode, or none at all, is not screened: 484.
+    for (b, dialed) in [("b3", "%30%30%39%30%30123%ff"), ("b4", "")] {
+        let msg = call_from(UAC, "x", "alice", b, "").replace(
+            "sip:x@127.0.0.1:5060",
+            &format!("sip:{dialed}@127.0.0.1:5060").replace("sip:@", "sip:"),
+        );
+        w.recv(UAC, &msg);
+        let codes: Vec<u16> = w.sent().iter().map(|(_, m)| status(m)).collect();
+        assert_eq!(codes, [100, 484], "{dialed:?}");
+    }
+}
+
+#[test]
+fn an_answered_call_keeps_one_dialog_whatever_the_forking() {
+    let mut w = World::with(&SECURE.replace("max_dialogs = 3", "max_dialogs = 100"));
+    w.recv(UAC, &call_from(UAC, "1009", "alice", "fk", ""));
+    let fwd = w
+        .sent()
+        .into_iter()
+        .find(|(to, _)| to.to_string() == UAS)
+        .unwrap()
+        .1;
+    for i in 0..40 {
+        w.recv(UAS, &answer(&fwd, 180, "Ringing", &format!("fork{i}")));
+    }
+    assert_eq!(w.proxy.dialogs(), 16, "at most 16 early dialogs per INVITE");
+    w.recv(UAS, &answer(&fwd, 200, "OK", "fork3"));
+    w.sent();
+    assert_eq!(w.proxy.dialogs(), 1, "the answered one");
+}

@@ -266,6 +266,39 @@ fn one_byte_at_a_time_does_not_keep_a_connection_open() {
     );
 }
 
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: [u8; 4], to: SocketAddr) -> Option<TcpStream> {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    s.bind(&SocketAddr::from((from, 0)).into()).ok()?;
+    s.connect(&to.into()).ok()?;
+    Some(s.into())
+}
+
+#[test]
+fn one_address_holds_at_most_its_share_of_the_connections() {
+    let proxy =
+        Running::start("next_hop = \"udp:127.0.0.1:9\"\n[limits]\nmax_tcp_connections = 256");
+    // An eighth of 256: 32 from one address; another address is still served.
+    let mut streams: Vec<TcpStream> = (0..40)
+        .filter_map(|_| connect_from([127, 0, 2, 1], proxy.tcp))
+        .collect();
+    let mut open = 0;
+    for (i, s) in streams.iter_mut().enumerate() {
+        let port = s.local_addr().expect("local").port();
+        let _ = s.write_all(options(proxy.tcp, &format!("s{i}"), "TCP", port).as_bytes());
+        if tcp_response(s).starts_with("SIP/2.0 200 ") {
+            open += 1;
+        }
+    }
+    assert_eq!(open, 32);
+    let mut other = connect_from([127, 0, 2, 2], proxy.tcp).expect("connect");
+    let port = other.local_addr().expect("local").port();
+    other
+        .write_all(options(proxy.tcp, "other", "TCP", port).as_bytes())
+        .expect("write");
+    assert!(tcp_response(&mut other).starts_with("SIP/2.0 200 "));
+}
+
 /// The soft limit of open files of this process (connects below take two each).
 fn open_files_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
@@ -290,8 +323,9 @@ fn a_burst_of_connects_leaves_exactly_max_tcp_connections_open() {
     let proxy = Running::start(&format!(
         "next_hop = \"udp:127.0.0.1:9\"\n[limits]\nmax_tcp_connections = {limit}"
     ));
+    // From 32 addresses: one address may hold only its share of the connections.
     let mut streams: Vec<TcpStream> = (0..burst)
-        .filter_map(|_| TcpStream::connect(proxy.tcp).ok())
+        .filter_map(|i| connect_from([127, 0, 1, (i % 32) as u8 + 1], proxy.tcp))
         .collect();
     // Each connection that was accepted answers an OPTIONS; the others were closed.
     let mut open = 0;

@@ -16,12 +16,22 @@ use std::time::Instant;
 
 use super::auth::{self, Credentials, Nonces};
 use super::limiter::FAILED_AUTH_COST;
+use super::pin::Subject;
 use super::route::uri_user;
+use super::settings::Lockout;
 use super::{Peer, Proxy};
 use crate::policy::{number, TenantId, UserId};
 use crate::sip::header::parse_contacts;
 use crate::sip::uri::Uri;
 use crate::sip::{HeaderName, Message};
+
+/// Wrong passwords for one username, from anywhere, before it is locked: guessing from
+/// many addresses (an IPv6 /48 has 65,536 /64s) gets no further than from one.
+const LOGIN_LOCKOUT: Lockout = Lockout {
+    failures: 20,
+    window: std::time::Duration::from_secs(600),
+    lock: std::time::Duration::from_secs(600),
+};
 
 /// Who vouched for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,17 +142,36 @@ impl Proxy {
                 stale: false,
             };
         };
+        let login = Subject::Login(
+            self.policy.tenants[tenant].spec.name.clone(),
+            c.username.into(),
+        );
         let method = msg.method();
-        let verdict =
+        let verdict = if self
+            .holds
+            .lockout
+            .is_locked(std::slice::from_ref(&login), now)
+        {
+            // Guessing a user's password from many addresses ends here: while the login is
+            // locked, nothing verifies, and the caller cannot tell.
+            auth::Verdict::Invalid
+        } else if msg.request_uri() != Some(c.uri) {
+            // Credentials are for this request only (RFC 7616 §3.4.6): taken from another
+            // request, they do not verify.
+            auth::Verdict::Invalid
+        } else {
             self.nonces
-                .verify(&self.settings.secret, now_s, ip, realm, &c, method.as_str());
+                .verify(&self.settings.secret, now_s, ip, realm, &c, method.as_str())
+        };
         match verdict {
             auth::Verdict::Valid(user) => {
-                let name = &self.policy.tenants[tenant].spec.users[user].name;
+                // The user by extension: unique among the tenant's numbers, where a name
+                // could equal another user's extension.
+                let extension = &self.policy.tenants[tenant].spec.users[user].extension;
                 Admission::Admitted(Admitted {
                     tenant,
                     voucher: Voucher::Digest(user),
-                    caller: name.to_string(),
+                    caller: extension.to_string(),
                 })
             }
             auth::Verdict::Stale => Admission::Challenge {
@@ -152,6 +181,17 @@ impl Proxy {
             auth::Verdict::Invalid => {
                 tracing::info!(source = %from.addr, call_id = msg.call_id(), "wrong digest credentials");
                 self.charge(now, from, FAILED_AUTH_COST);
+                let started = self.holds.lockout.fail(&[login], now, &LOGIN_LOCKOUT);
+                for s in started {
+                    if let Subject::Login(t, u) = s {
+                        tracing::warn!(
+                            tenant = &*t,
+                            username = &*u,
+                            lock_s = LOGIN_LOCKOUT.lock.as_secs(),
+                            "too many wrong passwords for this username: locked"
+                        );
+                    }
+                }
                 Admission::Challenge {
                     tenant,
                     stale: false,

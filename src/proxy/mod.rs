@@ -78,12 +78,15 @@ pub struct Proxy {
     /// Requests refused at admission or as strangers to every dialog, for one log line a
     /// second.
     refusals: Throttle,
+    /// Messages dropped as malformed or too large, for one log line a second.
+    malformed: Throttle,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
 }
 
-/// A warning logged once a second at most, with how many times it happened meanwhile:
-/// logging each refusal would add cost exactly when the proxy is flooded.
+/// A warning logged once a second at most, with how many times it happened meanwhile
+/// (SPEC §7: a per-message log line never floods): logging each one would add cost exactly
+/// when the proxy is flooded.
 #[derive(Default)]
 struct Throttle {
     count: u64,
@@ -129,6 +132,7 @@ impl Proxy {
             accepting: true,
             overload: Throttle::default(),
             refusals: Throttle::default(),
+            malformed: Throttle::default(),
             screenings: None,
         }
     }
@@ -257,7 +261,9 @@ impl Proxy {
     /// One message from `from` (a UDP datagram, or one message framed off a TCP stream).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         if bytes.len() > self.settings.limits.max_message_size {
-            tracing::warn!(source = %from.addr, size = bytes.len(), "message too large, dropped");
+            if let Some(dropped) = self.malformed.hit(now) {
+                tracing::warn!(source = %from.addr, size = bytes.len(), dropped, "message too large, dropped");
+            }
             return;
         }
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -267,11 +273,31 @@ impl Proxy {
         if request && !self.is_network(from.addr.ip()) && !self.charge(now, from, 1.0) {
             return;
         }
+        if has_bare_cr(bytes) {
+            // A CR alone inside the header block is a line break to some peers and not to
+            // us: a header we would not see (an asserted identity, say) could be smuggled.
+            if let Some(count) = self.malformed.hit(now) {
+                tracing::warn!(source = %from.addr, count, "bare CR in the header block, dropped");
+            }
+            if request {
+                if let Some(lines) = ReplyLines::find(bytes) {
+                    let e = crate::sip::ParseError {
+                        status: 400,
+                        reason: "a CR without LF in the header block".to_owned(),
+                        request: true,
+                    };
+                    self.send(from, reply::malformed(bytes, &lines, &e));
+                }
+            }
+            return;
+        }
         match Message::parse(bytes) {
             Ok(msg) if msg.is_request() => self.handle_request(now, from, msg),
             Ok(msg) => self.handle_response(now, from, msg),
             Err(e) if e.request => {
-                tracing::warn!(source = %from.addr, error = %e, "malformed request");
+                if let Some(count) = self.malformed.hit(now) {
+                    tracing::warn!(source = %from.addr, error = %e, count, "malformed request");
+                }
                 if let Some(lines) = ReplyLines::find(bytes) {
                     let resp = reply::malformed(bytes, &lines, &e);
                     // Its Via could not be read: the answer goes where it came from.
@@ -279,7 +305,9 @@ impl Proxy {
                 }
             }
             Err(e) => {
-                tracing::warn!(source = %from.addr, error = %e, "malformed response, dropped")
+                if let Some(count) = self.malformed.hit(now) {
+                    tracing::warn!(source = %from.addr, error = %e, count, "malformed response, dropped");
+                }
             }
         }
     }
@@ -317,4 +345,13 @@ impl Proxy {
             tracing::debug!(ended, "dialogs expired without a request");
         }
     }
+}
+
+/// Whether the header block (up to the first empty line) holds a CR that does not start a
+/// CRLF.
+fn has_bare_cr(bytes: &[u8]) -> bool {
+    let end = memchr::memmem::find(bytes, b"\r\n\r\n")
+        .or_else(|| memchr::memmem::find(bytes, b"\n\n"))
+        .unwrap_or(bytes.len());
+    memchr::memchr_iter(b'\r', &bytes[..end]).any(|i| bytes.get(i + 1) != Some(&b'\n'))
 }

@@ -226,6 +226,8 @@ pub enum Subject {
     Source(IpAddr),
     /// A caller who is not a user: tenant name, the number they call from.
     Caller(Box<str>, Box<str>),
+    /// A digest username (wrong passwords, not PINs): tenant name, username.
+    Login(Box<str>, Box<str>),
 }
 
 impl Subject {

@@ -29,6 +29,9 @@ pub(super) struct Recursion {
     pub(super) active: bool,
 }
 
+/// Targets of one 3xx that are decided and tried, at most.
+const MAX_TARGETS: usize = 8;
+
 impl Proxy {
     /// A non-2xx final for an INVITE to a user's phone: on a 3xx, check each Contact against
     /// that user's rights and try the allowed ones in q order (§16.5, §16.7 item 4; SPEC §4.7);
@@ -64,10 +67,14 @@ impl Proxy {
             // Highest q first; equal q keep their order (RFC 3261 §16.6).
             contacts.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
             let mut targets = VecDeque::new();
-            for (_, uri) in contacts {
+            // At most MAX_TARGETS targets are decided: a 3xx is not a way to try many numbers.
+            for (_, uri) in contacts.into_iter().take(MAX_TARGETS) {
                 let Some(user) = Uri::parse(&uri).ok().and_then(|u| u.user) else {
                     continue;
                 };
+                if user.len() > self.settings.limits.max_dialed_length {
+                    continue;
+                }
                 let call = Call {
                     tenant: rec.tenant,
                     caller: &rec.caller,
@@ -76,6 +83,11 @@ impl Proxy {
                 };
                 let decision = policy.decide(&call);
                 self.log_decision(&st.request, st.from.unwrap_or(st.peer), &decision);
+                // A target with a dial-prefix PIN is never tried: a phone's 3xx must not be
+                // an unlocked way to guess PINs.
+                if decision.pin.is_some() {
+                    continue;
+                }
                 if let Some(hop) = policy.next_hop(&decision) {
                     targets.push_back((self.settings.server.hop(hop), uri));
                 }

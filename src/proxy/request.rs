@@ -81,8 +81,14 @@ impl Proxy {
             }
             _ if msg.to().and_then(|t| t.tag()).is_some() => {
                 match self.in_dialog(now, from, &msg) {
-                    InDialog::Dialog(dest) | InDialog::Network(dest) => {
-                        self.forward_stateful(now, from, msg, c, Screened::Forward(dest, None))
+                    // A call in flight is never refused to make room (SPEC §7): its requests
+                    // pass the transaction limit; requests for dialogs sipscreen does not
+                    // know do not.
+                    InDialog::Dialog(dest) => self.forward_in_dialog(now, from, msg, c, dest),
+                    InDialog::Network(dest) => {
+                        if !self.overloaded(now, from, &msg, &c) {
+                            self.forward_in_dialog(now, from, msg, c, dest);
+                        }
                     }
                     InDialog::Stranger => {
                         self.warn_refused(now, from, &msg, "in-dialog request for no dialog");
@@ -126,6 +132,18 @@ impl Proxy {
         let resp_peer = response_peer(from, &via);
         drop(via);
 
+        // Method names are case-sensitive (RFC 3261 §7.1), but some PBXs read `invite`, or
+        // even `INV`, as INVITE: such a name would go through unscreened. Refused.
+        if let Method::Other(name) = &method {
+            if let Some(known) = lookalike(name) {
+                if let Some(count) = self.malformed.hit(now) {
+                    tracing::warn!(source = %from.addr, method = &**name, known, count, "method name a PBX may read as another, 400");
+                }
+                let warning = format!("399 sipscreen \"method name {name} is not {known}\"");
+                self.reply_stateless(msg, resp_peer, 400, "Bad Request", &[("Warning", &warning)]);
+                return None;
+            }
+        }
         // Retransmission of a request we have a transaction for (RFC 3261 §17.2.3).
         if let Some(id) = self.tx.find_server(&key) {
             if method == Method::Ack {
@@ -304,17 +322,15 @@ impl Proxy {
     }
 
     /// An in-dialog request along its dialog (never screened, SPEC §4).
-    fn forward_stateful(
+    fn forward_in_dialog(
         &mut self,
         now: Instant,
         from: Peer,
         msg: Message,
         c: Checked,
-        screened: Screened,
+        dest: Peer,
     ) {
-        if self.overloaded(now, from, &msg, &c) {
-            return;
-        }
+        let screened = Screened::Forward(dest, None);
         self.forward_with(now, from, msg, c, screened, false, |b| b, true);
     }
 
@@ -426,4 +442,29 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The standard method an unknown method name could be read as by a lenient peer: the same
+/// name in another case, or a prefix of it (PJSIP compares only the bytes given).
+fn lookalike(name: &str) -> Option<&'static str> {
+    const KNOWN: [&str; 14] = [
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "PRACK",
+        "UPDATE",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    ];
+    let upper = name.to_ascii_uppercase();
+    KNOWN
+        .into_iter()
+        .find(|k| !upper.is_empty() && k.starts_with(upper.as_str()))
 }

@@ -115,23 +115,44 @@ impl Proxy {
         }
         // Beyond the cap (checked when the INVITE came, so only calls already in flight get
         // here), no more dialogs are made.
+        // One INVITE makes at most MAX_EARLY_DIALOGS (forking): a callee answering with ever
+        // new To tags cannot fill the table.
         let cap = self.settings.limits.max_dialogs + self.settings.limits.max_transactions;
+        let full = st.dialogs.len() >= MAX_EARLY_DIALOGS;
         if code <= 100 || self.dialogs.len() >= cap {
             return;
         }
         let id = self.tx.dialog_id();
         let confirmed = code >= 200;
         let timeout = self.settings.limits.dialog_timeout;
-        let made = self
-            .dialogs
-            .on_response(id, msg, caller, callee, confirmed, now, timeout);
+        let made = if full {
+            // Only an answer to a dialog already made is taken.
+            self.dialogs.find(msg).map(|(id, _)| (id, false))
+        } else {
+            self.dialogs
+                .on_response(id, msg, caller, callee, confirmed, now, timeout)
+        };
         let Some((id, new)) = made else {
             return;
         };
+        if confirmed {
+            if let Some(d) = self.dialogs.get_mut(id) {
+                d.confirmed = true;
+            }
+        }
+        let Some(st) = self.tx.server_mut(sid) else {
+            return;
+        };
         if new {
-            if let Some(st) = self.tx.server_mut(sid) {
-                if st.dialogs.len() < MAX_EARLY_DIALOGS {
-                    st.dialogs.push(id);
+            st.dialogs.push(id);
+        }
+        if confirmed {
+            // The call is answered: the other early dialogs of this INVITE are over.
+            let others: Vec<_> = st.dialogs.iter().copied().filter(|d| *d != id).collect();
+            st.dialogs.retain(|d| *d == id);
+            for other in others {
+                if self.dialogs.get(other).is_some_and(|d| !d.confirmed) {
+                    self.dialogs.remove(other);
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use super::edit::{self, Splice};
+use super::secret::hex;
 use super::{Peer, Proxy, Transport};
 use crate::sip::header::{parse_contacts, Via};
 use crate::sip::uri::{Scheme, Uri};
@@ -177,13 +178,25 @@ impl Proxy {
         let ours = self.our_route_count(msg);
         edit::remove_first_values(msg, HeaderName::Route, ours, &mut s);
         if !self.settings.server.is_trusted(from.addr.ip()) {
-            for h in msg
-                .headers()
-                .iter()
-                .filter(|h| h.name == HeaderName::PAssertedIdentity)
-            {
+            // An identity asserted by someone sipscreen does not trust goes no further
+            // (RFC 3325), under any of its names.
+            let asserted = |h: &&crate::sip::message::Header| {
+                h.name == HeaderName::PAssertedIdentity
+                    || ["remote-party-id", "p-preferred-identity"].iter().any(|n| {
+                        msg.bytes()[h.name_range.clone()].eq_ignore_ascii_case(n.as_bytes())
+                    })
+            };
+            for h in msg.headers().iter().filter(asserted) {
                 s.remove(h.line.clone());
             }
+        }
+        // A message without Content-Length may leave over a stream: give it one (RFC 3261
+        // §18.3), or the next hop reads its body as the next message.
+        if msg.header(HeaderName::ContentLength).is_none() {
+            s.insert(
+                msg.blank_line().start,
+                format!("Content-Length: {}\r\n", msg.body().len()),
+            );
         }
         s.apply(msg.bytes())
     }
@@ -281,12 +294,12 @@ pub(super) fn loop_hash(msg: &Message) -> u64 {
 }
 
 impl Proxy {
-    /// A new branch for a request we forward: the loop-detection hash of the request, then a
-    /// number never used before.
+    /// A new branch for a request we forward: the loop-detection hash of the request, then
+    /// an HMAC of a number never used before under the per-process secret, so that nobody
+    /// can guess a branch and answer for a next hop (SPEC §5.1).
     pub(super) fn new_branch(&mut self, loop_hash: u64) -> String {
-        format!(
-            "{BRANCH_PREFIX}{loop_hash:016x}.{:x}",
-            self.tx.branch_number()
-        )
+        let n = self.tx.branch_number();
+        let mac = self.settings.secret.mac(&[b"branch", &n.to_be_bytes()]);
+        format!("{BRANCH_PREFIX}{loop_hash:016x}.{}", hex(&mac[..12]))
     }
 }

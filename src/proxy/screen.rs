@@ -41,8 +41,11 @@ impl Proxy {
             .map(|f| number::uri_user(f.user));
         let dialed = ruri.as_ref().and_then(|u| u.user).unwrap_or("");
         // SPEC §7: an absurdly long dialed string costs nothing: no normalization, no cache.
-        if dialed.len() > self.settings.limits.max_dialed_length {
-            tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), "dialed string too long, 484");
+        // Nor is a call screened on a string the next hop could read otherwise: an empty one,
+        // or one with escapes sipscreen cannot decode.
+        let unreadable = dialed.is_empty() || !crate::percent::decodes_cleanly(dialed);
+        if dialed.len() > self.settings.limits.max_dialed_length || unreadable {
+            tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), "dialed string too long, empty or badly escaped, 484");
             return Screened::Reject(484, "Address Incomplete", Vec::new());
         }
         let call = Call {
@@ -119,6 +122,7 @@ impl Proxy {
                 Subject::User(t, u) => format!("tenant {t} user {u}"),
                 Subject::Source(ip) => format!("source {ip}"),
                 Subject::Caller(t, number) => format!("tenant {t} caller {number}"),
+                Subject::Login(t, u) => format!("tenant {t} username {u}"),
             };
             tracing::warn!(
                 call_id,

@@ -3,8 +3,14 @@
 //! timer heap of the core, whose entries name what they belong to.
 //!
 //! A timer whose transaction is gone is dropped when it comes due: looking it up costs one
-//! hash probe, and every timer of a transaction is due within 64×T1 (Timer C: 181 s), so
-//! the heap never holds more than what was armed in that window.
+//! hash probe, and every timer of a transaction is due within 64×T1 or Timer C, so the heap
+//! never holds more than what was armed in that window.
+//!
+//! Bounds: requests waiting for a final response are at most `max_transactions` (beyond,
+//! 503); a transaction that has answered lingers at most 64×T1 (Timers H, I, J, K, L, M) to
+//! absorb retransmissions, so lingering ones are at most the request rate times 32 s, and
+//! strangers' rate is capped per source. Every entry leaves the indexes with its
+//! transaction.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

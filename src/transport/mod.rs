@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -182,12 +182,14 @@ pub async fn run(
         tokio::spawn(udp_reader(socket.clone(), events_tx.clone(), max_size));
     }
     let connections = Arc::new(AtomicUsize::new(0));
+    let sources = SourceCounts::default();
     for listener in sockets.tcp {
         tokio::spawn(tcp_acceptor(
             listener,
             events_tx.clone(),
             limits,
             connections.clone(),
+            sources.clone(),
         ));
     }
     let mut core = Proxy::new(settings, policy);
@@ -513,7 +515,20 @@ async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
 
 /// A place among `max_tcp_connections`, taken before a connection is handed to its task
 /// (so that a burst of connects cannot overshoot the limit) and given back when it ends.
-struct Slot(Arc<AtomicUsize>);
+/// An inbound one also holds a place among its source's (see [`per_source_connections`]).
+struct Slot {
+    connections: Arc<AtomicUsize>,
+    source: Option<(SourceCounts, IpAddr)>,
+}
+
+/// Inbound connections open per source (an IPv6 source by its /64).
+type SourceCounts = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// How many of the connections one source may hold: an eighth of them, at least 16, so that
+/// no single address can take every slot (a PBX or SBC needs a few).
+fn per_source_connections(max: usize) -> usize {
+    (max / 8).max(16).min(max)
+}
 
 impl Slot {
     fn take(connections: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
@@ -522,13 +537,47 @@ impl Slot {
                 (n < max).then_some(n + 1)
             })
             .ok()
-            .map(|_| Slot(connections.clone()))
+            .map(|_| Slot {
+                connections: connections.clone(),
+                source: None,
+            })
+    }
+
+    /// A place for an inbound connection from `ip`, within both limits.
+    fn take_inbound(
+        connections: &Arc<AtomicUsize>,
+        max: usize,
+        sources: &SourceCounts,
+        ip: IpAddr,
+    ) -> Option<Slot> {
+        // Dropping `slot` on the way out gives its global place back.
+        let mut slot = Slot::take(connections, max)?;
+        let key = crate::proxy::limiter::source_key(ip);
+        let mut counts = sources.lock().ok()?;
+        let n = counts.entry(key).or_default();
+        if *n >= per_source_connections(max) {
+            return None;
+        }
+        *n += 1;
+        drop(counts);
+        slot.source = Some((sources.clone(), key));
+        Some(slot)
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+        if let Some((sources, key)) = &self.source {
+            if let Ok(mut counts) = sources.lock() {
+                if let Some(n) = counts.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(key);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -537,6 +586,7 @@ async fn tcp_acceptor(
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
+    sources: SourceCounts,
 ) {
     // Refusals are logged once a second at most, with their count.
     let mut refused = 0u64;
@@ -544,7 +594,9 @@ async fn tcp_acceptor(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => {
-                let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
+                let max = limits.max_tcp_connections;
+                let Some(slot) = Slot::take_inbound(&connections, max, &sources, remote.ip())
+                else {
                     drop(stream);
                     refused += 1;
                     let now = Instant::now();

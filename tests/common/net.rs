@@ -197,6 +197,19 @@ impl NextHop {
         self.addr.port()
     }
 
+    /// The next hop as a socket of the test that plays the callee itself: the held socket
+    /// (bound again if a SIPp UAS had the port), shared, with nothing drained.
+    pub fn socket(&self) -> UdpSocket {
+        let mut held = self.held.borrow_mut();
+        if held.is_none() {
+            *held = Some(Held::Udp(rebind(self.addr)));
+        }
+        let Some(Held::Udp(socket)) = held.as_ref() else {
+            panic!("the next hop at {} is a TCP next hop", self.addr);
+        };
+        socket.try_clone().expect("share the next hop's socket")
+    }
+
     /// The next hop as a socket of the test, where nothing may arrive: the held socket (bound
     /// again if a SIPp UAS had the port), with whatever came before this moment dropped, as
     /// a socket bound now would have nothing. `what` names it in failures.

@@ -91,6 +91,29 @@ impl Sipscreen {
         self.listener("udp")
     }
 
+    /// Sends it SIGHUP (reload, SPEC §9.1), by PID.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.proc.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
+    /// Waits (at most 10 s) until its log holds `text` more than `before` times; panics
+    /// with the log's tail otherwise.
+    pub fn wait_for_log(&self, text: &str, before: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.log().matches(text).count() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` did not appear in the log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Its log so far.
     pub fn log(&self) -> String {
         read_lossy(&self.log)
