@@ -76,6 +76,16 @@ impl Sipscreen {
             .unwrap_or_else(|| panic!("sipscreen has no {transport} listener"))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// Its exit status once it has exited (without waiting): `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.proc.exited()
+    }
+
     /// Its UDP address: the one peers send to unless a test says otherwise.
     pub fn udp(&self) -> SocketAddr {
         self.listener("udp")

@@ -43,6 +43,7 @@ pub struct SippCommand {
     /// Its SIP port when that is fixed (a next hop sipscreen's configuration names).
     port: Option<u16>,
     trace_msg: bool,
+    trace_counts: bool,
     timeout: Duration,
 }
 
@@ -55,6 +56,7 @@ impl SippCommand {
             args: Vec::new(),
             port: None,
             trace_msg: false,
+            trace_counts: false,
             timeout: Duration::from_secs(20),
         }
     }
@@ -79,6 +81,13 @@ impl SippCommand {
     /// [`SippRun::messages`]; not unless set.
     pub fn trace_msg(mut self, on: bool) -> SippCommand {
         self.trace_msg = on;
+        self
+    }
+
+    /// Whether it counts each message of its scenario (`-trace_counts`), read by
+    /// [`SippRun::counts`]; not unless set.
+    pub fn trace_counts(mut self, on: bool) -> SippCommand {
+        self.trace_counts = on;
         self
     }
 
@@ -163,6 +172,9 @@ impl SippCommand {
                 dir.file(&format!("{name}_messages.log")),
             ]);
         }
+        if self.trace_counts {
+            args.push("-trace_counts".to_owned());
+        }
         let out_path = dir.path(&format!("{name}.out"));
         let out = fs::File::create(&out_path).expect("SIPp output file");
         let err = out.try_clone().expect("SIPp output file");
@@ -227,6 +239,7 @@ impl Sipp {
         };
         SippRun {
             status,
+            pid: self.proc.pid(),
             name: self.name.clone(),
             dir: self.dir.clone(),
         }
@@ -236,6 +249,8 @@ impl Sipp {
 /// What a finished SIPp run left behind.
 pub struct SippRun {
     pub status: ExitStatus,
+    /// Its process id (SIPp names its `-trace_counts` file with it).
+    pid: u32,
     name: String,
     dir: PathBuf,
 }
@@ -302,6 +317,30 @@ impl SippRun {
             self.name,
             self.describe()
         );
+    }
+
+    /// The last line of the `-trace_counts` CSV (`{scenario}_{pid}_counts.csv` in the test
+    /// directory), by column: `{index}_{message}_{what}` (`3_503_Recv`, `0_INVITE_Retrans`),
+    /// the index being the element's place in the scenario. Empty without the file.
+    pub fn counts(&self) -> HashMap<String, u64> {
+        let suffix = format!("_{}_counts.csv", self.pid);
+        let csv = fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| entry.ok())
+            .find(|entry| entry.file_name().to_string_lossy().ends_with(&suffix))
+            .map(|entry| read_lossy(&entry.path()))
+            .unwrap_or_default();
+        let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
+        let (Some(header), Some(last)) = (lines.first(), lines.get(1..).and_then(|l| l.last()))
+        else {
+            return HashMap::new();
+        };
+        header
+            .split(';')
+            .zip(last.split(';'))
+            .filter_map(|(k, v)| Some((k.trim().to_owned(), v.trim().parse().ok()?)))
+            .collect()
     }
 
     /// The `-trace_msg` log as SIPp wrote it.
