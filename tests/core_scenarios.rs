@@ -1755,3 +1755,21 @@ fn an_answered_call_keeps_one_dialog_whatever_the_forking() {
     w.sent();
     assert_eq!(w.proxy.dialogs(), 1, "the answered one");
 }
+
+#[test]
+fn the_ack_for_a_stateless_answer_goes_nowhere() {
+    let mut w = World::with(SECURE);
+    w.recv(
+        UAC,
+        &call_from(UAC, "1009", "alice", "sa", "Proxy-Require: foo\r\n"),
+    );
+    let out = w.sent();
+    assert_eq!(status(&out[0].1), 420);
+    let to = header_values(&out[0].1, "To")[0].to_owned();
+    let ack = call_from(UAC, "1009", "alice", "sa", "")
+        .replace("INVITE sip:", "ACK sip:")
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("To: <sip:1009@acme.example>", &format!("To: {to}"));
+    w.recv(UAC, &ack);
+    assert!(w.sent().is_empty(), "not relayed to the next hop");
+}

@@ -66,6 +66,11 @@ impl Proxy {
                 }
             }
             Method::Ack => {
+                // The ACK for a response sipscreen wrote itself without a transaction (403 at
+                // admission, 503 when overloaded...) carries our To tag: it ends here.
+                if msg.to().and_then(|t| t.tag()) == Some(self.local_tag(&msg).as_str()) {
+                    return;
+                }
                 // ACK for a 2xx: forwarded without a transaction (§16.11), only within a
                 // dialog; a stray one is dropped, never relayed (SPEC §5.1).
                 let dest = match self.in_dialog(now, from, &msg) {

@@ -45,7 +45,9 @@ impl Proxy {
         // or one with escapes sipscreen cannot decode.
         let unreadable = dialed.is_empty() || !crate::percent::decodes_cleanly(dialed);
         if dialed.len() > self.settings.limits.max_dialed_length || unreadable {
-            tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), "dialed string too long, empty or badly escaped, 484");
+            if let Some(count) = self.malformed.hit(now) {
+                tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), count, "dialed string too long, empty or badly escaped, 484");
+            }
             return Screened::Reject(484, "Address Incomplete", Vec::new());
         }
         let call = Call {

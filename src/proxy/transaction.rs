@@ -139,11 +139,18 @@ impl ServerTx {
         let mut timers = Vec::new();
         match self.state {
             ServerState::Trying | ServerState::Proceeding => {
+                if code >= 200 {
+                    // Answered: nothing more is built from the request's body.
+                    self.request.drop_body();
+                }
                 self.last_response = Some(bytes.to_vec());
                 if code < 200 {
                     self.state = ServerState::Proceeding;
                 } else if self.invite && code < 300 {
                     self.state = ServerState::Accepted;
+                    // Accepted absorbs retransmissions without answering (RFC 6026 §7.1): the
+                    // 2xx need not be kept while the transaction lingers.
+                    self.last_response = None;
                     timers.push((now + 64 * T1, TimerKind::L));
                 } else if self.invite {
                     self.state = ServerState::Completed;
@@ -358,6 +365,9 @@ impl ClientTx {
                 ClientState::Calling | ClientState::Proceeding if code < 300 => {
                     self.state = ClientState::Accepted;
                     self.retransmit_next = None;
+                    // The ACK for a 2xx is the caller's (end to end): the request is not needed
+                    // again while the transaction lingers for 2xx retransmissions.
+                    self.request = Vec::new();
                     a.timers.push((now + 64 * T1, TimerKind::M));
                     a.forward = true;
                 }
@@ -387,6 +397,8 @@ impl ClientTx {
             ClientState::Trying | ClientState::Proceeding => {
                 self.retransmit_next = None;
                 a.forward = true;
+                // Nothing is sent again once the final response came.
+                self.request = Vec::new();
                 if self.reliable {
                     self.state = ClientState::Terminated;
                     a.terminated = true;
