@@ -11,19 +11,17 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::policy::Policy;
 use crate::proxy::pin::Subject;
 use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
-use crate::sip::StreamFramer;
 
 /// How long draining may take after SIGTERM before the proxy exits anyway.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(32);
@@ -31,6 +29,12 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(32);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued for one TCP connection before further ones are dropped.
 const CONNECTION_QUEUE: usize = 1024;
+
+mod tcp;
+mod udp;
+
+use tcp::{tcp_acceptor, tcp_connect, SourceCounts};
+use udp::{bind_udp, open_rtp, rtp_reader, udp_reader, UdpOut};
 
 /// What the socket tasks tell the core task.
 #[derive(Debug)]
@@ -144,26 +148,6 @@ fn has_shared_zero(listen: &[Peer]) -> bool {
                 .iter()
                 .any(|b| b.addr == a.addr && b.transport != a.transport)
     })
-}
-
-/// Receive buffer asked for on SIP UDP sockets: bursts of thousands of datagrams must wait
-/// there while the core works, rather than be dropped by the kernel (the system's
-/// `net.core.rmem_max` may cap it).
-const UDP_RECEIVE_BUFFER: usize = 4 << 20;
-
-/// A SIP UDP socket with a large receive buffer.
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    if let Err(e) = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER) {
-        tracing::debug!(%addr, error = %e, "cannot enlarge the UDP receive buffer");
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
 }
 
 /// Runs the proxy on bound sockets until `shutdown` completes, then drains: new calls are
@@ -413,323 +397,4 @@ impl Outbound {
             }
         }
     }
-}
-
-/// Datagrams waiting for a UDP socket to become writable.
-const UDP_SEND_QUEUE: usize = 8192;
-
-/// The sending side of a SIP UDP socket: sent at once when the kernel takes it, else queued
-/// for one writer task per socket (never a task per datagram), and dropped when the queue is
-/// full (UDP may lose datagrams; the transaction layer retransmits).
-struct UdpOut {
-    socket: Arc<UdpSocket>,
-    queue: mpsc::Sender<(SocketAddr, Vec<u8>)>,
-}
-
-impl UdpOut {
-    fn new(socket: Arc<UdpSocket>) -> Self {
-        let (queue, mut waiting) = mpsc::channel::<(SocketAddr, Vec<u8>)>(UDP_SEND_QUEUE);
-        let writer = socket.clone();
-        tokio::spawn(async move {
-            while let Some((to, bytes)) = waiting.recv().await {
-                if let Err(e) = writer.send_to(&bytes, to).await {
-                    tracing::debug!(%to, error = %e, "UDP send failed");
-                }
-            }
-        });
-        Self { socket, queue }
-    }
-
-    /// Sends or queues; false when the datagram had to be dropped.
-    fn send(&self, to: SocketAddr, bytes: Vec<u8>) -> bool {
-        // Behind queued datagrams, a new one waits its turn (no reordering).
-        if self.queue.capacity() == self.queue.max_capacity() {
-            match self.socket.try_send_to(&bytes, to) {
-                Ok(_) => return true,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    tracing::debug!(%to, error = %e, "UDP send failed");
-                    return true;
-                }
-            }
-        }
-        self.queue.try_send((to, bytes)).is_ok()
-    }
-}
-
-async fn udp_reader(socket: Arc<UdpSocket>, events: mpsc::Sender<Event>, max_size: usize) {
-    let mut buf = vec![0u8; max_size.max(65_535)];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                let event = Event::Message {
-                    from: Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                    },
-                    bytes: buf[..n].to_vec(),
-                };
-                if events.send(event).await.is_err() {
-                    return;
-                }
-            }
-            // ICMP port unreachable and the like surface here on some systems: not fatal.
-            Err(e) => tracing::debug!(error = %e, "UDP receive error"),
-        }
-    }
-}
-
-/// Binds a PIN prompt's RTP socket: a non-blocking std handle to send the prompt with, and
-/// a tokio one for the reader task. Sending through the std handle does not depend on tokio
-/// having seen the new socket writable yet (its `try_send_to` reports WouldBlock until then,
-/// which lost the first, marked, packet of every prompt).
-fn open_rtp(addr: SocketAddr) -> io::Result<(std::net::UdpSocket, UdpSocket)> {
-    let socket = std::net::UdpSocket::bind(addr)?;
-    socket.set_nonblocking(true)?;
-    let sender = socket.try_clone()?;
-    Ok((sender, UdpSocket::from_std(socket)?))
-}
-
-/// A PIN prompt's RTP socket: what the caller sends (DTMF events) goes to the core.
-async fn rtp_reader(socket: UdpSocket, port: u16, events: mpsc::Sender<Event>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                if events
-                    .send(Event::Rtp {
-                        port,
-                        from,
-                        bytes: buf[..n].to_vec(),
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(e) => tracing::debug!(port, error = %e, "RTP receive error"),
-        }
-    }
-}
-
-/// A place among `max_tcp_connections`, taken before a connection is handed to its task
-/// (so that a burst of connects cannot overshoot the limit) and given back when it ends.
-/// An inbound one also holds a place among its source's (see [`per_source_connections`]).
-struct Slot {
-    connections: Arc<AtomicUsize>,
-    source: Option<(SourceCounts, IpAddr)>,
-}
-
-/// Inbound connections open per source (an IPv6 source by its /64).
-type SourceCounts = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
-
-/// How many of the connections one source may hold: an eighth of them, at least 16, so that
-/// no single address can take every slot (a PBX or SBC needs a few).
-fn per_source_connections(max: usize) -> usize {
-    (max / 8).max(16).min(max)
-}
-
-impl Slot {
-    fn take(connections: &Arc<AtomicUsize>, max: usize) -> Option<Slot> {
-        connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Slot {
-                connections: connections.clone(),
-                source: None,
-            })
-    }
-
-    /// A place for an inbound connection from `ip`, within both limits.
-    fn take_inbound(
-        connections: &Arc<AtomicUsize>,
-        max: usize,
-        sources: &SourceCounts,
-        ip: IpAddr,
-    ) -> Option<Slot> {
-        // Dropping `slot` on the way out gives its global place back.
-        let mut slot = Slot::take(connections, max)?;
-        let key = crate::proxy::limiter::source_key(ip);
-        let mut counts = sources.lock().ok()?;
-        let n = counts.entry(key).or_default();
-        if *n >= per_source_connections(max) {
-            return None;
-        }
-        *n += 1;
-        drop(counts);
-        slot.source = Some((sources.clone(), key));
-        Some(slot)
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.connections.fetch_sub(1, Ordering::AcqRel);
-        if let Some((sources, key)) = &self.source {
-            if let Ok(mut counts) = sources.lock() {
-                if let Some(n) = counts.get_mut(key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        counts.remove(key);
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn tcp_acceptor(
-    listener: TcpListener,
-    events: mpsc::Sender<Event>,
-    limits: Limits,
-    connections: Arc<AtomicUsize>,
-    sources: SourceCounts,
-) {
-    // Refusals are logged once a second at most, with their count.
-    let mut refused = 0u64;
-    let mut logged_at: Option<Instant> = None;
-    loop {
-        match listener.accept().await {
-            Ok((stream, remote)) => {
-                let max = limits.max_tcp_connections;
-                let Some(slot) = Slot::take_inbound(&connections, max, &sources, remote.ip())
-                else {
-                    drop(stream);
-                    refused += 1;
-                    let now = Instant::now();
-                    if logged_at.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-                        tracing::warn!(%remote, refused, "TCP connection limit reached, refused");
-                        refused = 0;
-                        logged_at = Some(now);
-                    }
-                    continue;
-                };
-                tokio::spawn(tcp_connection(stream, remote, events.clone(), limits, slot));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-async fn tcp_connect(
-    to: Peer,
-    events: mpsc::Sender<Event>,
-    limits: Limits,
-    connections: Arc<AtomicUsize>,
-) {
-    // Outbound connections count against the same limit as inbound ones.
-    let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
-        tracing::warn!(to = %to.addr, "TCP connection limit reached, not connecting");
-        let _ = events.send(Event::SendFailed { to }).await;
-        return;
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
-        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, slot).await,
-        Ok(Err(e)) => {
-            tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
-            let _ = events.send(Event::SendFailed { to }).await;
-        }
-        Err(_) => {
-            tracing::warn!(to = %to.addr, "TCP connect timed out");
-            let _ = events.send(Event::SendFailed { to }).await;
-        }
-    }
-}
-
-/// A read after this much quiet starts afresh: blank lines before it were keep-alives.
-const KEEPALIVE_PAUSE: Duration = Duration::from_secs(1);
-
-/// One TCP connection: frames messages by Content-Length (several per read, or one over
-/// several reads, resuming where the last read stopped) and writes what the core sends to
-/// it. Closed when the peer closes, when the stream can never frame, when nothing comes for
-/// `tcp_idle_timeout_s`, and when a message is not complete `tcp_idle_timeout_s` after its
-/// first byte (SPEC §7: one byte a second does not keep a connection open).
-async fn tcp_connection(
-    stream: TcpStream,
-    remote: SocketAddr,
-    events: mpsc::Sender<Event>,
-    limits: Limits,
-    slot: Slot,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
-    if events
-        .send(Event::TcpUp { remote, writer: tx })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let max = limits.max_message_size;
-    let timeout = limits.tcp_idle_timeout;
-    let from = Peer {
-        transport: Transport::Tcp,
-        addr: remote,
-    };
-    let mut framer = StreamFramer::default();
-    let mut chunk = vec![0u8; 16 * 1024];
-    let mut last_read = tokio::time::Instant::now();
-    // The deadline of the message in progress, from its first byte.
-    let mut message_deadline: Option<tokio::time::Instant> = None;
-    loop {
-        let wake = message_deadline.map_or(last_read + timeout, |d| d.min(last_read + timeout));
-        tokio::select! {
-            read = reader.read(&mut chunk) => {
-                let n = match read {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                let now = tokio::time::Instant::now();
-                if now.duration_since(last_read) >= KEEPALIVE_PAUSE {
-                    framer.forgive_blank_lines();
-                }
-                last_read = now;
-                framer.push(&chunk[..n]);
-                let mut completed = false;
-                loop {
-                    match framer.next(max) {
-                        Ok(Some(bytes)) => {
-                            completed = true;
-                            if events.send(Event::Message { from, bytes }).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            tracing::warn!(%remote, error = %e, "TCP stream cannot be framed, closing");
-                            let _ = writer.shutdown().await;
-                            let _ = events.send(Event::TcpDown { remote }).await;
-                            return;
-                        }
-                    }
-                }
-                message_deadline = match (framer.in_message(), message_deadline) {
-                    (false, _) => None,
-                    (true, Some(d)) if !completed => Some(d),
-                    (true, _) => Some(now + timeout),
-                };
-            }
-            _ = tokio::time::sleep_until(wake) => {
-                tracing::debug!(%remote, "TCP connection idle, or a message too slow to arrive: closed");
-                break;
-            }
-            out = rx.recv() => {
-                let Some(bytes) = out else { break };
-                // A peer that does not read what we send does not hold the task forever.
-                match tokio::time::timeout(timeout, writer.write_all(&bytes)).await {
-                    Ok(Ok(())) => {}
-                    _ => break,
-                }
-            }
-        }
-    }
-    drop(slot);
-    let _ = events.send(Event::TcpDown { remote }).await;
 }
