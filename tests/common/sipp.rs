@@ -280,17 +280,7 @@ impl SippRun {
 
     /// The last line of the `-trace_stat` CSV, by column name.
     pub fn stats(&self) -> HashMap<String, String> {
-        let csv = read_lossy(&self.file(".csv"));
-        let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
-        let (Some(header), Some(last)) = (lines.first(), lines.get(1..).and_then(|l| l.last()))
-        else {
-            return HashMap::new();
-        };
-        header
-            .split(';')
-            .zip(last.split(';'))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .collect()
+        last_csv_line(&read_lossy(&self.file(".csv")))
     }
 
     pub fn stat(&self, column: &str) -> u64 {
@@ -331,15 +321,9 @@ impl SippRun {
             .find(|entry| entry.file_name().to_string_lossy().ends_with(&suffix))
             .map(|entry| read_lossy(&entry.path()))
             .unwrap_or_default();
-        let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
-        let (Some(header), Some(last)) = (lines.first(), lines.get(1..).and_then(|l| l.last()))
-        else {
-            return HashMap::new();
-        };
-        header
-            .split(';')
-            .zip(last.split(';'))
-            .filter_map(|(k, v)| Some((k.trim().to_owned(), v.trim().parse().ok()?)))
+        last_csv_line(&csv)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
             .collect()
     }
 
@@ -453,5 +437,19 @@ pub fn summary(msgs: &[Logged]) -> String {
             let dir = if m.received { "<-" } else { "->" };
             format!("{dir} {}\n", m.first_line())
         })
+        .collect()
+}
+
+/// The last line of one of SIPp's `;`-separated CSV files, by column name (empty when the
+/// file has no data line).
+fn last_csv_line(csv: &str) -> HashMap<String, String> {
+    let lines: Vec<&str> = csv.lines().filter(|l| !l.trim().is_empty()).collect();
+    let (Some(header), Some(last)) = (lines.first(), lines.get(1..).and_then(|l| l.last())) else {
+        return HashMap::new();
+    };
+    header
+        .split(';')
+        .zip(last.split(';'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
 }
