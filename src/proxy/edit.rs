@@ -71,8 +71,7 @@ pub fn split_values(text: &str, base: usize) -> Vec<Range<usize>> {
 fn trimmed(text: &str, start: usize, end: usize, base: usize) -> Range<usize> {
     let piece = &text[start..end];
     let lead = piece.len() - piece.trim_start().len();
-    let trail = piece.len() - piece.trim_end().len();
-    base + start + lead..base + end - trail
+    base + start + lead..base + start + lead + piece.trim().len()
 }
 
 /// Removes the first `count` values of headers `name` (e.g. our own Route entries), whole
@@ -112,6 +111,21 @@ mod tests {
             .map(|r| &text[r])
             .collect();
         assert_eq!(v, ["<sip:a@b;lr>", "\"x,y\" <sip:c@d>", "sip:e@f"]);
+    }
+
+    #[test]
+    fn blank_values_give_empty_ranges() {
+        // Found by fuzzing (sip_message): `Require: nothingSupportsThis, ,x` gave the blank
+        // value between the commas a range ending before it starts.
+        let text = "a, ,b,  ";
+        for r in split_values(text, 10) {
+            assert!(r.start <= r.end, "{r:?}");
+        }
+        let v: Vec<&str> = split_values(text, 0)
+            .into_iter()
+            .map(|r| &text[r])
+            .collect();
+        assert_eq!(v, ["a", "", "b", ""]);
     }
 
     #[test]

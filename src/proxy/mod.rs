@@ -350,8 +350,11 @@ impl Proxy {
 /// Whether the header block (up to the first empty line) holds a CR that does not start a
 /// CRLF.
 fn has_bare_cr(bytes: &[u8]) -> bool {
-    let end = memchr::memmem::find(bytes, b"\r\n\r\n")
-        .or_else(|| memchr::memmem::find(bytes, b"\n\n"))
-        .unwrap_or(bytes.len());
+    let crlf = memchr::memmem::find(bytes, b"\n\r\n");
+    let lf = memchr::memmem::find(bytes, b"\n\n");
+    let end = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(bytes.len()),
+    };
     memchr::memchr_iter(b'\r', &bytes[..end]).any(|i| bytes.get(i + 1) != Some(&b'\n'))
 }

@@ -168,7 +168,9 @@ pub(super) fn bad(status: u16, reason: &str, request: bool) -> ParseError {
 
 /// The end of the header block: (index of the blank line, index after it).
 pub(super) fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| (i + 2, i + 4));
+    // A blank CRLF ends it after a line ending in CRLF or in a bare LF (`\n\r\n` covers
+    // both): forwarding that removes the last header line can leave the latter.
+    let crlf = memchr::memmem::find(buf, b"\n\r\n").map(|i| (i + 1, i + 3));
     let lf = memchr::memmem::find(buf, b"\n\n").map(|i| (i + 1, i + 2));
     match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
@@ -268,4 +270,24 @@ pub(super) fn parse_content_length(v: &[u8]) -> Result<usize, ParseError> {
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad(400, "bad Content-Length", true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::Message;
+
+    /// Found by fuzzing (sip_message, then proxy_core): a header line ending in a bare LF
+    /// before a blank CRLF line. Forwarding makes it whenever the line it removes (an
+    /// untrusted P-Asserted-Identity, our Route) is the last one and ends in CRLF after a
+    /// bare-LF line; the copy then did not parse again, so the dial-prefix PIN was not
+    /// stripped from it.
+    #[test]
+    fn a_bare_lf_line_then_a_blank_crlf_ends_the_headers() {
+        let raw = b"INVITE sip:1@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:1@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 4\n\r\nv=0\n";
+        let msg = Message::parse(raw).unwrap();
+        assert_eq!(msg.headers().len(), 6);
+        assert_eq!(msg.body(), b"v=0\n");
+        assert_eq!(frame(raw, 1000), Ok(Framing::Complete(raw.len())));
+    }
 }
