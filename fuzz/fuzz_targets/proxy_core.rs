@@ -347,7 +347,7 @@ impl World {
             let alg = Algorithm::Md5;
             ("zed", alg, alg.hash("zed:beta:pw"))
         } else {
-            let alg = if self.nc % 2 == 0 {
+            let alg = if self.nc.is_multiple_of(2) {
                 Algorithm::Sha256
             } else {
                 Algorithm::Md5

@@ -144,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Forwarding removes our own leading Route values; what is left still parses.
-    let n = usize::from(data.len() % 4);
+    let n = data.len() % 4;
     for name in [HeaderName::Route, HeaderName::RecordRoute] {
         let mut splice = Splice::default();
         remove_first_values(&msg, name, n, &mut splice);
