@@ -84,7 +84,10 @@ fn message_length(buf: &[u8], head_end: (usize, usize)) -> Result<usize, ParseEr
 #[derive(Debug, Default)]
 pub struct StreamFramer {
     buf: Vec<u8>,
-    /// How far the search for the end of the header block has looked.
+    /// Where the bytes not yet framed start in `buf`: framed messages and blank lines are
+    /// not removed one by one (each removal would move what follows), only once per read.
+    start: usize,
+    /// How far (from `start`) the search for the end of the header block has looked.
     scanned: usize,
     /// The whole message's length, once its header block is complete.
     total: Option<usize>,
@@ -95,6 +98,8 @@ pub struct StreamFramer {
 impl StreamFramer {
     /// Bytes received.
     pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
         self.buf.extend_from_slice(bytes);
     }
 
@@ -106,14 +111,13 @@ impl StreamFramer {
 
     /// Whether part of a message (not just blank lines) is waiting for the rest.
     pub fn in_message(&self) -> bool {
-        !self.buf.is_empty()
+        self.buf.len() > self.start
     }
 
     /// The next complete message, if one is there.
     pub fn next(&mut self, max: usize) -> Result<Option<Vec<u8>>, ParseError> {
         if self.total.is_none() && self.scanned == 0 {
-            let lead = self
-                .buf
+            let lead = self.buf[self.start..]
                 .iter()
                 .take_while(|&&b| b == b'\r' || b == b'\n')
                 .count();
@@ -121,9 +125,10 @@ impl StreamFramer {
             if self.blank > max {
                 return Err(bad(400, "blank lines beyond the largest message", true));
             }
-            self.buf.drain(..lead);
+            self.start += lead;
         }
-        if self.buf.is_empty() {
+        let pending = &self.buf[self.start..];
+        if pending.is_empty() {
             return Ok(None);
         }
         let total = match self.total {
@@ -131,14 +136,14 @@ impl StreamFramer {
             None => {
                 // The blank line may straddle the previous read: look back 3 bytes.
                 let from = self.scanned.saturating_sub(3);
-                let Some((a, b)) = find_head_end(&self.buf[from..]) else {
-                    self.scanned = self.buf.len();
-                    if self.buf.len() > max {
+                let Some((a, b)) = find_head_end(&pending[from..]) else {
+                    self.scanned = pending.len();
+                    if pending.len() > max {
                         return Err(bad(400, "message too large", true));
                     }
                     return Ok(None);
                 };
-                let t = message_length(&self.buf, (from + a, from + b))?;
+                let t = message_length(pending, (from + a, from + b))?;
                 if t > max {
                     return Err(bad(413, "message too large", true));
                 }
@@ -146,11 +151,11 @@ impl StreamFramer {
                 t
             }
         };
-        if self.buf.len() < total {
+        if pending.len() < total {
             return Ok(None);
         }
-        let rest = self.buf.split_off(total);
-        let message = std::mem::replace(&mut self.buf, rest);
+        let message = pending[..total].to_vec();
+        self.start += total;
         self.total = None;
         self.scanned = 0;
         self.blank = 0;
