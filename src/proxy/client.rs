@@ -99,7 +99,6 @@ impl Proxy {
         } else {
             (code, reason)
         };
-        let resp = self.build_response(sid, code, reason, &[]);
-        self.send_server_response(now, sid, code, resp);
+        self.respond(now, sid, code, reason, &[]);
     }
 }

@@ -105,13 +105,13 @@ impl Proxy {
             Ok(o) => o,
             Err(e) => {
                 tracing::info!(error = %e, "PIN prompt impossible: no usable SDP offer");
-                let resp = self.build_response(
+                self.respond(
+                    now,
                     sid,
                     488,
                     "Not Acceptable Here",
                     &[("Warning", format!("304 sipscreen \"{e}\""))],
                 );
-                self.send_server_response(now, sid, 488, resp);
                 return;
             }
         };
@@ -121,16 +121,14 @@ impl Proxy {
         if let Some(user) = challenge.user {
             if self.holds.per_user.get(&user).copied().unwrap_or(0) >= PROMPTS_PER_USER {
                 tracing::info!(source = %from.addr, "PIN prompts of this user already in progress, refused");
-                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
-                self.send_server_response(now, sid, 403, resp);
+                self.respond(now, sid, 403, "Forbidden", &self.reason_header());
                 return;
             }
         }
         let random = self.settings.secret.next("rtp-port");
         let Some(port) = self.holds.ports.take(random) else {
             tracing::warn!("no RTP port free for a PIN prompt, 503");
-            let resp = self.build_response(sid, 503, "Service Unavailable", &[]);
-            self.send_server_response(now, sid, 503, resp);
+            self.respond(now, sid, 503, "Service Unavailable", &[]);
             return;
         };
         let local = SocketAddr::new(self.local_for(from).addr.ip(), port);
@@ -207,8 +205,7 @@ impl Proxy {
         };
         if let Some(h) = self.release(id) {
             let sid = h.session.sid;
-            let resp = self.build_response(sid, 503, "Service Unavailable", &[]);
-            self.send_server_response(now, sid, 503, resp);
+            self.respond(now, sid, 503, "Service Unavailable", &[]);
         }
     }
 
@@ -308,8 +305,7 @@ impl Proxy {
             }
             pin::Outcome::Rejected => {
                 self.release(id);
-                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
-                self.send_server_response(now, sid, 403, resp);
+                self.respond(now, sid, 403, "Forbidden", &self.reason_header());
             }
         }
     }

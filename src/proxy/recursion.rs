@@ -99,8 +99,7 @@ impl Proxy {
             rec.targets = targets;
             if rec.targets.is_empty() {
                 // Every target is denied to the forwarding user: the caller gets 403.
-                let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());
-                self.send_server_response(now, sid, 403, resp);
+                self.respond(now, sid, 403, "Forbidden", &self.reason_header());
                 return true;
             }
         } else if !rec.active {

@@ -1,6 +1,8 @@
 //! The messages the core writes itself (RFC 3261 §8.2.6 responses, §9.1 CANCEL, §17.1.1.3
 //! ACK) and the few rewrites of a forwarded copy that are not plain header edits.
 
+use std::time::Instant;
+
 use super::edit::{self, Splice};
 use super::route::DEFAULT_MAX_FORWARDS;
 use super::secret::hex;
@@ -8,26 +10,29 @@ use super::{Peer, Proxy, ServerId};
 use crate::sip::{HeaderName, Message, Method, ParseError, ReplyLines};
 
 impl Proxy {
-    /// A response to the request of a server transaction (§8.2.6): Via, From, To (with our
-    /// tag when it has none, except for 100), Call-ID and CSeq copied.
-    pub(super) fn build_response(
-        &self,
+    /// Answers the request of a server transaction (§8.2.6) and moves the transaction on:
+    /// Via, From, To (with our tag when it has none, except for 100), Call-ID and CSeq
+    /// copied.
+    pub(super) fn respond(
+        &mut self,
+        now: Instant,
         sid: ServerId,
         code: u16,
         reason: &str,
         extra: &[(&str, String)],
-    ) -> Vec<u8> {
+    ) {
         let Some(st) = self.tx.server(sid) else {
-            return Vec::new();
+            return;
         };
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        build_response(
+        let resp = build_response(
             &st.request,
             &self.local_tag(&st.request),
             code,
             reason,
             &extra,
-        )
+        );
+        self.send_server_response(now, sid, code, resp);
     }
 
     /// Answers without keeping a transaction (OPTIONS to us, CANCEL, 4xx on checks).

@@ -394,8 +394,7 @@ impl Proxy {
         match next {
             Next::Forward(dest, bytes) => self.start_client(now, sid, dest, bytes, invite),
             Next::Reject(code, reason, extra) => {
-                let resp = self.build_response(sid, code, reason, &extra);
-                self.send_server_response(now, sid, code, resp);
+                self.respond(now, sid, code, reason, &extra);
             }
             Next::Hold {
                 bytes,
@@ -442,8 +441,7 @@ impl Proxy {
                 if let Some(id) = self.holds.for_server(sid) {
                     self.release(id);
                 }
-                let resp = self.build_response(sid, 487, "Request Terminated", &[]);
-                self.send_server_response(now, sid, 487, resp);
+                self.respond(now, sid, 487, "Request Terminated", &[]);
             }
         }
     }

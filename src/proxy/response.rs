@@ -78,8 +78,7 @@ impl Proxy {
             tracing::warn!(source = %from.addr, code, "response carrying only our Via, not forwarded");
             if code >= 200 {
                 let reason = msg.status_reason().to_owned();
-                let resp = self.build_response(sid, code, &reason, &[]);
-                self.send_server_response(now, sid, code, resp);
+                self.respond(now, sid, code, &reason, &[]);
             }
             return;
         }
