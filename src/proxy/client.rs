@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::reply::build_in_transaction_request;
 use super::table::{ClientId, ServerId, TimerId};
-use super::transaction::{ClientState, ClientTx, ServerState, TimerKind, T1};
+use super::transaction::{ClientState, ClientTx, TimerKind, T1};
 use super::{Peer, Proxy};
 use crate::sip::{Message, Method};
 
@@ -22,13 +22,14 @@ impl Proxy {
         let branch = self
             .tx
             .server(sid)
-            .map(|s| s.branch.clone())
+            .and_then(|s| s.unanswered())
+            .map(|u| u.branch.clone())
             .unwrap_or_default();
         let mut ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
         ct.timer_c = self.settings.limits.invite_timeout;
         let cid = self.tx.insert_client(now, ct);
-        if let Some(st) = self.tx.server_mut(sid) {
-            st.client = Some(cid);
+        if let Some(u) = self.tx.server_mut(sid).and_then(|s| s.unanswered_mut()) {
+            u.client = Some(cid);
         }
         self.send(to, bytes);
     }
@@ -88,13 +89,10 @@ impl Proxy {
         let Some(sid) = ct.server else {
             return;
         };
-        let Some(st) = self.tx.server(sid) else {
+        let Some(u) = self.tx.server(sid).and_then(|s| s.unanswered()) else {
             return;
         };
-        if st.state != ServerState::Proceeding && st.state != ServerState::Trying {
-            return;
-        }
-        let (code, reason) = if st.cancelled {
+        let (code, reason) = if u.cancelled {
             (487, "Request Terminated")
         } else {
             (code, reason)

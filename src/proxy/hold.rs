@@ -133,12 +133,17 @@ impl Proxy {
         };
         let local = SocketAddr::new(self.local_for(from).addr.ip(), port);
         let id = self.tx.session_id();
-        let Some(st) = self.tx.server(sid) else {
+        let Some(request) = self
+            .tx
+            .server(sid)
+            .and_then(|s| s.unanswered())
+            .map(|u| &u.request)
+        else {
             self.holds.ports.give_back(port);
             return;
         };
-        let tag = self.local_tag(&st.request);
-        let ssrc = (loop_hash(&st.request) as u32) ^ u32::from(port);
+        let tag = self.local_tag(request);
+        let ssrc = (loop_hash(request) as u32) ^ u32::from(port);
         let session = pin::PinSession::new(
             now,
             sid,
@@ -146,7 +151,7 @@ impl Proxy {
             local,
             offer,
             tag.clone(),
-            st.request.call_id(),
+            request.call_id(),
             challenge.user,
             challenge.subjects,
             from.addr.ip(),
@@ -156,7 +161,7 @@ impl Proxy {
         );
         let sdp = session.answer();
         let progress = build_response_with_body(
-            &st.request,
+            request,
             &tag,
             183,
             "Session Progress",

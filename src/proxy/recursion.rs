@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::reply::splice_request_uri;
 use super::route::loop_hash;
-use super::transaction::ServerState;
+use super::transaction::{ServerState, Unanswered};
 use super::{Peer, Proxy, ServerId};
 use crate::policy::{Call, TenantId};
 use crate::sip::header::{parse_contacts, parse_max_forwards};
@@ -45,10 +45,11 @@ impl Proxy {
         code: u16,
     ) -> bool {
         let policy = self.policy.clone();
-        let Some(st) = self.tx.server(sid) else {
+        // Only an unanswered request is forwarded again.
+        let Some(u) = self.tx.server(sid).and_then(|s| s.unanswered()) else {
             return false;
         };
-        let Some(rec) = &st.recursion else {
+        let Some(rec) = &u.recursion else {
             return false;
         };
         if (300..400).contains(&code) && !rec.active {
@@ -82,7 +83,7 @@ impl Proxy {
                     forwarded_by: Some(&rec.called),
                 };
                 let decision = policy.decide(&call);
-                self.log_decision(&st.request, st.from.unwrap_or(st.peer), &decision);
+                self.log_decision(&u.request, u.from, &decision);
                 // A target with a dial-prefix PIN is never tried: a phone's 3xx must not be
                 // an unlocked way to guess PINs.
                 if decision.pin.is_some() {
@@ -92,7 +93,7 @@ impl Proxy {
                     targets.push_back((self.settings.server.hop(hop), uri));
                 }
             }
-            let Some(rec) = self.tx.server_mut(sid).and_then(|s| s.recursion.as_mut()) else {
+            let Some(rec) = self.recursion_mut(sid) else {
                 return false;
             };
             rec.active = true;
@@ -110,22 +111,18 @@ impl Proxy {
             .tx
             .server(sid)
             .is_none_or(|st| st.state != ServerState::Proceeding);
-        let next = self
-            .tx
-            .server_mut(sid)
-            .and_then(|s| s.recursion.as_mut())
-            .and_then(|r| r.targets.pop_front());
+        let next = self.recursion_mut(sid).and_then(|r| r.targets.pop_front());
         let Some((hop, uri)) = next.filter(|_| !cancelled) else {
             return false;
         };
-        let Some(hash) = self.tx.server(sid).map(|st| loop_hash(&st.request)) else {
+        let Some(hash) = self.unanswered(sid).map(|u| loop_hash(&u.request)) else {
             return false;
         };
         let branch = self.new_branch(hash);
-        let Some(st) = self.tx.server(sid) else {
+        let Some(u) = self.unanswered(sid) else {
             return false;
         };
-        let (from, request) = (st.from.unwrap_or(st.peer), &st.request);
+        let (from, request) = (u.from, &u.request);
         let max_forwards = request
             .header_str(HeaderName::MaxForwards)
             .and_then(|v| parse_max_forwards(v).ok());
@@ -140,10 +137,21 @@ impl Proxy {
         if let Some(range) = request.request_uri_range() {
             bytes = splice_request_uri(&bytes, range, &uri);
         }
-        if let Some(st) = self.tx.server_mut(sid) {
-            st.branch = branch;
+        if let Some(u) = self.tx.server_mut(sid).and_then(|s| s.unanswered_mut()) {
+            u.branch = branch;
         }
         self.start_client(now, sid, hop, bytes, true);
         true
+    }
+
+    fn unanswered(&self, sid: ServerId) -> Option<&Unanswered> {
+        self.tx.server(sid).and_then(|s| s.unanswered())
+    }
+
+    fn recursion_mut(&mut self, sid: ServerId) -> Option<&mut Recursion> {
+        self.tx
+            .server_mut(sid)
+            .and_then(|s| s.unanswered_mut())
+            .and_then(|u| u.recursion.as_mut())
     }
 }

@@ -21,17 +21,17 @@ impl Proxy {
         reason: &str,
         extra: &[(&str, String)],
     ) {
-        let Some(st) = self.tx.server(sid) else {
+        // Once the final response is sent there is nothing more to answer.
+        let Some(request) = self
+            .tx
+            .server(sid)
+            .and_then(|s| s.unanswered())
+            .map(|u| &u.request)
+        else {
             return;
         };
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let resp = build_response(
-            &st.request,
-            &self.local_tag(&st.request),
-            code,
-            reason,
-            &extra,
-        );
+        let resp = build_response(request, &self.local_tag(request), code, reason, &extra);
         self.send_server_response(now, sid, code, resp);
     }
 

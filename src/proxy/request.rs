@@ -384,9 +384,10 @@ impl Proxy {
             Screened::Reject(code, reason, extra) => (Next::Reject(code, reason, extra), None),
         };
         let trying = invite.then(|| build_response(&msg, "", 100, "Trying", &[]));
-        let mut st = ServerTx::new(c.key, invite, c.resp_peer, from.transport, msg, branch);
-        st.recursion = recursion;
-        st.from = Some(from);
+        let mut st = ServerTx::new(c.key, invite, c.resp_peer, from, msg, branch);
+        if let Some(u) = st.unanswered_mut() {
+            u.recursion = recursion;
+        }
         let sid = self.tx.insert_server(st);
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
@@ -429,12 +430,15 @@ impl Proxy {
         if st.state != ServerState::Proceeding {
             return;
         }
-        st.cancelled = true;
+        let Some(u) = st.unanswered_mut() else {
+            return;
+        };
+        u.cancelled = true;
         // A caller who hangs up is not forwarded anywhere else.
-        if let Some(rec) = st.recursion.as_mut() {
+        if let Some(rec) = u.recursion.as_mut() {
             rec.targets.clear();
         }
-        match st.client {
+        match u.client {
             Some(cid) => self.cancel_client(now, cid),
             None => {
                 // A caller hanging up during the PIN prompt: the RTP port is freed.

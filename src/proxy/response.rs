@@ -73,7 +73,8 @@ impl Proxy {
             return;
         }
         // §16.7 item 3: with no Via left once ours is removed, the response was meant for us
-        // and is not forwarded; the caller still gets a final response of the same class.
+        // and is not forwarded; the caller still gets a final response of the same class (once:
+        // an answered request is not answered again).
         if msg.vias().count() <= 1 {
             tracing::warn!(source = %from.addr, code, "response carrying only our Via, not forwarded");
             if code >= 200 {
@@ -207,7 +208,7 @@ impl Proxy {
             return;
         }
         if let Some(last) = &st.last_response {
-            let (to, bytes) = (st.peer, last.clone());
+            let (to, bytes) = (st.peer, last.to_vec());
             self.send(to, bytes);
         }
     }

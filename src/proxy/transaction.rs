@@ -67,6 +67,13 @@ pub struct TimerOut {
 }
 
 /// A server transaction: the request we received and what we answered.
+///
+/// Once it has sent its final response it only lingers (up to 64×T1, Timers H, I, J, L) to
+/// match retransmissions: what it keeps then is what that needs (its key, where responses
+/// go, the non-2xx final to send again until the ACK, the dialogs a forked 2xx may still
+/// make). The request and the forwarding state are in [`Unanswered`], dropped with the final
+/// response: lingering transactions are the request rate times 32 s (64,000 calls' worth at
+/// 2,000 calls/s), so every byte one keeps is multiplied by that many.
 #[derive(Debug)]
 pub struct ServerTx {
     pub key: ServerKey,
@@ -74,26 +81,35 @@ pub struct ServerTx {
     /// Where responses go.
     pub peer: Peer,
     reliable: bool,
-    pub request: Message,
     pub state: ServerState,
-    pub last_response: Option<Vec<u8>>,
-    /// The client transaction the request was forwarded on.
-    pub client: Option<ClientId>,
-    /// The branch of our Via on the forwarded request.
-    pub branch: String,
-    /// Where the request came from (the response destination may differ, RFC 3581).
-    pub from: Option<Peer>,
-    /// Set for INVITEs to a user's phone: how to follow its 3xx.
-    pub recursion: Option<Recursion>,
+    pub last_response: Option<Box<[u8]>>,
     /// Set for screened INVITEs: where the call came from. Their 1xx/2xx make the dialogs
     /// that in-dialog requests are bound to (SPEC §5.1).
     pub dialog_caller: Option<Peer>,
     /// The dialogs (early ones included) its responses made.
     pub dialogs: Vec<DialogId>,
-    /// The caller sent CANCEL.
-    pub cancelled: bool,
     g_interval: Duration,
     g_next: Option<Instant>,
+    /// `None` once the final response is sent.
+    unanswered: Option<Box<Unanswered>>,
+}
+
+/// What a server transaction needs only until its final response.
+#[derive(Debug)]
+pub struct Unanswered {
+    /// The request: responses are built from it, recursion forwards it again, the PIN
+    /// prompt answers it.
+    pub request: Message,
+    /// The client transaction the request was forwarded on.
+    pub client: Option<ClientId>,
+    /// The branch of our Via on the forwarded request.
+    pub branch: String,
+    /// Where the request came from (the response destination may differ, RFC 3581).
+    pub from: Peer,
+    /// Set for INVITEs to a user's phone: how to follow its 3xx.
+    pub recursion: Option<Recursion>,
+    /// The caller sent CANCEL.
+    pub cancelled: bool,
 }
 
 impl ServerTx {
@@ -101,7 +117,7 @@ impl ServerTx {
         key: ServerKey,
         invite: bool,
         peer: Peer,
-        arrived_on: Transport,
+        from: Peer,
         request: Message,
         branch: String,
     ) -> Self {
@@ -109,24 +125,35 @@ impl ServerTx {
             key,
             invite,
             peer,
-            reliable: arrived_on == Transport::Tcp,
-            request,
+            reliable: from.transport == Transport::Tcp,
             state: if invite {
                 ServerState::Proceeding
             } else {
                 ServerState::Trying
             },
             last_response: None,
-            client: None,
-            branch,
-            from: None,
-            recursion: None,
             dialog_caller: None,
             dialogs: Vec::new(),
-            cancelled: false,
             g_interval: T1,
             g_next: None,
+            unanswered: Some(Box::new(Unanswered {
+                request,
+                client: None,
+                branch,
+                from,
+                recursion: None,
+                cancelled: false,
+            })),
         }
+    }
+
+    /// What only an unanswered request has; `None` once the final response is sent.
+    pub fn unanswered(&self) -> Option<&Unanswered> {
+        self.unanswered.as_deref()
+    }
+
+    pub fn unanswered_mut(&mut self) -> Option<&mut Unanswered> {
+        self.unanswered.as_deref_mut()
     }
 
     /// A response is sent: the new state and the timers it arms.
@@ -140,10 +167,10 @@ impl ServerTx {
         match self.state {
             ServerState::Trying | ServerState::Proceeding => {
                 if code >= 200 {
-                    // Answered: nothing more is built from the request's body.
-                    self.request.drop_body();
+                    // Answered: nothing is built from the request any more.
+                    self.unanswered = None;
                 }
-                self.last_response = Some(bytes.to_vec());
+                self.last_response = Some(bytes.into());
                 if code < 200 {
                     self.state = ServerState::Proceeding;
                 } else if self.invite && code < 300 {
@@ -205,7 +232,7 @@ impl ServerTx {
         let mut out = TimerOut::default();
         match (kind, self.state) {
             (TimerKind::G, ServerState::Completed) if self.g_next == Some(at) => {
-                out.retransmit = self.last_response.clone();
+                out.retransmit = self.last_response.as_deref().map(<[u8]>::to_vec);
                 self.g_interval = (self.g_interval * 2).min(T2);
                 let next = now + self.g_interval;
                 self.g_next = Some(next);

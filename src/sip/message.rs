@@ -383,14 +383,6 @@ impl Message {
     pub fn body(&self) -> &[u8] {
         &self.buf[self.body.clone()]
     }
-
-    /// Frees the body, keeping the start line and headers (a transaction that has answered
-    /// keeps only what identifies it).
-    pub fn drop_body(&mut self) {
-        self.buf.truncate(self.blank.end);
-        self.buf.shrink_to_fit();
-        self.body = self.blank.end..self.blank.end;
-    }
 }
 
 /// The raw header lines needed to answer a request that could not be parsed (RFC 3261
