@@ -44,14 +44,21 @@ impl Proxy {
             return;
         }
         let (server, peer) = (ct.server, ct.peer);
+        let first_final = ct.awaiting_final();
         let actions = ct.on_response(now, code);
-        let ack = actions
-            .send_ack
-            .then(|| Message::parse(&ct.request).ok())
-            .flatten()
-            .map(|invite| {
+        let ack = if !actions.send_ack {
+            None
+        } else if first_final {
+            // The INVITE is not sent again: its ACK takes its place, for the retransmitted
+            // finals.
+            let ack = Message::parse(&ct.request).ok().map(|invite| {
                 build_in_transaction_request(&invite, Method::Ack, msg.header_str(HeaderName::To))
             });
+            ct.request = ack.clone().unwrap_or_default().into();
+            ack
+        } else {
+            Some(ct.request.to_vec())
+        };
         self.tx.schedule_all(actions.timers, Owner::Client(cid));
         if let Some(ack) = ack {
             self.send(peer, ack);

@@ -281,7 +281,10 @@ pub struct ClientTx {
     /// The server transaction it serves (`None` for a CANCEL of our own).
     pub server: Option<ServerId>,
     pub peer: Peer,
-    pub request: Vec<u8>,
+    /// What is sent again: the request until its final response, then nothing, except for
+    /// an INVITE answered with a non-2xx final, whose ACK takes its place (sent again for
+    /// each retransmission of that final, while the transaction lingers 32 s).
+    pub request: Box<[u8]>,
     pub invite: bool,
     pub cancel: bool,
     pub branch: String,
@@ -308,7 +311,7 @@ impl ClientTx {
         Self {
             server,
             peer,
-            request,
+            request: request.into(),
             invite,
             cancel,
             branch,
@@ -394,7 +397,7 @@ impl ClientTx {
                     self.retransmit_next = None;
                     // The ACK for a 2xx is the caller's (end to end): the request is not needed
                     // again while the transaction lingers for 2xx retransmissions.
-                    self.request = Vec::new();
+                    self.request = Box::default();
                     a.timers.push((now + 64 * T1, TimerKind::M));
                     a.forward = true;
                 }
@@ -425,7 +428,7 @@ impl ClientTx {
                 self.retransmit_next = None;
                 a.forward = true;
                 // Nothing is sent again once the final response came.
-                self.request = Vec::new();
+                self.request = Box::default();
                 if self.reliable {
                     self.state = ClientState::Terminated;
                     a.terminated = true;
@@ -446,7 +449,7 @@ impl ClientTx {
             | (TimerKind::E, ClientState::Trying | ClientState::Proceeding)
                 if self.retransmit_next == Some(at) =>
             {
-                out.retransmit = Some(self.request.clone());
+                out.retransmit = Some(self.request.to_vec());
                 self.interval = match (kind, self.state) {
                     (TimerKind::A, _) => self.interval * 2,
                     (_, ClientState::Proceeding) => T2,
