@@ -202,12 +202,14 @@ impl ServerTx {
         timers
     }
 
-    /// The ACK for our non-2xx final arrived.
+    /// The ACK for our non-2xx final arrived: the final is not sent again (the Confirmed
+    /// state only absorbs, §17.2.1), so it is dropped now rather than after Timer I.
     pub fn on_ack(&mut self, now: Instant) -> Vec<(Instant, TimerKind)> {
         if self.state != ServerState::Completed {
             return Vec::new();
         }
         self.g_next = None;
+        self.last_response = None;
         if self.reliable {
             self.state = ServerState::Terminated;
             Vec::new()
@@ -223,9 +225,10 @@ impl ServerTx {
     }
 
     /// Whether a retransmitted request should be answered with the last response (in the
-    /// Accepted state it is absorbed, RFC 6026 §7.1).
+    /// Accepted state it is absorbed, RFC 6026 §7.1; in the Confirmed state too: the INVITE
+    /// was ACKed, a copy of it still in the network is older than the ACK).
     pub fn answers_retransmissions(&self) -> bool {
-        self.state != ServerState::Accepted
+        !matches!(self.state, ServerState::Accepted | ServerState::Confirmed)
     }
 
     pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
