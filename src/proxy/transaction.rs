@@ -231,24 +231,35 @@ impl ServerTx {
         !matches!(self.state, ServerState::Accepted | ServerState::Confirmed)
     }
 
-    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
-        let mut out = TimerOut::default();
+    /// Whether the timer `kind` armed for `at` still has something to do: the one place
+    /// that says so, for [`ServerTx::on_timer`] and for the table dropping the timers that
+    /// no longer have.
+    pub fn armed(&self, kind: TimerKind, at: Instant) -> bool {
         match (kind, self.state) {
-            (TimerKind::G, ServerState::Completed) if self.g_next == Some(at) => {
-                out.retransmit = self.last_response.as_deref().map(<[u8]>::to_vec);
-                self.g_interval = (self.g_interval * 2).min(T2);
-                let next = now + self.g_interval;
-                self.g_next = Some(next);
-                out.timers.push((next, TimerKind::G));
-            }
+            (TimerKind::G, ServerState::Completed) => self.g_next == Some(at),
             (TimerKind::H, ServerState::Completed)
             | (TimerKind::I, ServerState::Confirmed)
             | (TimerKind::J, ServerState::Completed)
-            | (TimerKind::L, ServerState::Accepted) => {
-                self.state = ServerState::Terminated;
-                out.terminated = true;
-            }
-            _ => {}
+            | (TimerKind::L, ServerState::Accepted) => true,
+            _ => false,
+        }
+    }
+
+    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
+        let mut out = TimerOut::default();
+        if !self.armed(kind, at) {
+            return out;
+        }
+        if kind == TimerKind::G {
+            out.retransmit = self.last_response.as_deref().map(<[u8]>::to_vec);
+            self.g_interval = (self.g_interval * 2).min(T2);
+            let next = now + self.g_interval;
+            self.g_next = Some(next);
+            out.timers.push((next, TimerKind::G));
+        } else {
+            // H, I, J or L: the transaction ends.
+            self.state = ServerState::Terminated;
+            out.terminated = true;
         }
         out
     }
@@ -445,13 +456,36 @@ impl ClientTx {
         a
     }
 
-    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
-        let mut out = TimerOut::default();
+    /// Whether the timer `kind` armed for `at` still has something to do: the one place
+    /// that says so, for [`ClientTx::on_timer`] and for the table dropping the timers that
+    /// no longer have (Timer C, say, once a final response came).
+    pub fn armed(&self, kind: TimerKind, at: Instant) -> bool {
         match (kind, self.state) {
             (TimerKind::A, ClientState::Calling)
-            | (TimerKind::E, ClientState::Trying | ClientState::Proceeding)
-                if self.retransmit_next == Some(at) =>
-            {
+            | (TimerKind::E, ClientState::Trying | ClientState::Proceeding) => {
+                self.retransmit_next == Some(at)
+            }
+            (TimerKind::C, ClientState::Calling) => self.c_deadline == Some(at),
+            (TimerKind::C, ClientState::Proceeding) => {
+                self.c_deadline == Some(at) && !self.cancelled
+            }
+            (TimerKind::B, ClientState::Calling)
+            | (TimerKind::F, ClientState::Trying | ClientState::Proceeding)
+            | (TimerKind::Abandon, ClientState::Calling | ClientState::Proceeding)
+            | (TimerKind::D, ClientState::Completed)
+            | (TimerKind::K, ClientState::Completed)
+            | (TimerKind::M, ClientState::Accepted) => true,
+            _ => false,
+        }
+    }
+
+    pub fn on_timer(&mut self, now: Instant, at: Instant, kind: TimerKind) -> TimerOut {
+        let mut out = TimerOut::default();
+        if !self.armed(kind, at) {
+            return out;
+        }
+        match kind {
+            TimerKind::A | TimerKind::E => {
                 out.retransmit = Some(self.request.to_vec());
                 self.interval = match (kind, self.state) {
                     (TimerKind::A, _) => self.interval * 2,
@@ -462,31 +496,22 @@ impl ClientTx {
                 self.retransmit_next = Some(next);
                 out.timers.push((next, kind));
             }
-            (TimerKind::B, ClientState::Calling)
-            | (TimerKind::F, ClientState::Trying | ClientState::Proceeding) => {
+            // Timer C before any provisional response: no answer in time.
+            TimerKind::C if self.state == ClientState::Calling => {
                 self.state = ClientState::Terminated;
                 out.timed_out = true;
             }
-            (TimerKind::C, ClientState::Calling) if self.c_deadline == Some(at) => {
+            // Timer C after a provisional response: the branch is cancelled.
+            TimerKind::C => out.cancel = true,
+            TimerKind::B | TimerKind::F | TimerKind::Abandon => {
                 self.state = ClientState::Terminated;
                 out.timed_out = true;
             }
-            (TimerKind::C, ClientState::Proceeding)
-                if self.c_deadline == Some(at) && !self.cancelled =>
-            {
-                out.cancel = true;
-            }
-            (TimerKind::Abandon, ClientState::Calling | ClientState::Proceeding) => {
-                self.state = ClientState::Terminated;
-                out.timed_out = true;
-            }
-            (TimerKind::D, ClientState::Completed)
-            | (TimerKind::K, ClientState::Completed)
-            | (TimerKind::M, ClientState::Accepted) => {
+            // D, K or M: the transaction ends.
+            _ => {
                 self.state = ClientState::Terminated;
                 out.terminated = true;
             }
-            _ => {}
         }
         out
     }
