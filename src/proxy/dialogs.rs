@@ -8,12 +8,15 @@
 //! Bounded: at most `max_dialogs` (new calls get 503 beyond it, see the request path), and
 //! every entry is removed when its dialog ends. Expiry has an index of its own, one entry
 //! per live dialog (removed with it), checked lazily: a dialog whose entry comes due but
-//! that saw a request since is put back at its new expiry.
+//! that saw a request since is put back at its new expiry. The maps give their room back
+//! when mostly empty (the rule of [`super::shrink`]); the expiry index, a B-tree, frees its
+//! nodes as it empties.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
+use super::shrink::shrink;
 use super::Peer;
 use crate::sip::Message;
 
@@ -182,5 +185,11 @@ impl Dialogs {
 
     pub(super) fn len(&self) -> usize {
         self.dialogs.len()
+    }
+
+    /// Gives back the room of the maps when mostly empty.
+    pub(super) fn shrink(&mut self) {
+        shrink(&mut self.by_key);
+        shrink(&mut self.dialogs);
     }
 }

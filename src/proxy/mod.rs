@@ -42,6 +42,7 @@ mod route;
 mod screen;
 mod secret;
 mod settings;
+mod shrink;
 mod table;
 mod timers;
 mod transaction;
@@ -66,6 +67,8 @@ pub struct Proxy {
     settings: Settings,
     policy: Arc<Policy>,
     tx: table::Table,
+    /// Drained by the I/O after every call; a burst's room is given back by the sweep of
+    /// [`Proxy::handle_timeout`].
     outbox: VecDeque<Transmit>,
     dialogs: dialogs::Dialogs,
     holds: hold::Holds,
@@ -344,6 +347,10 @@ impl Proxy {
         if ended > 0 {
             tracing::debug!(ended, "dialogs expired without a request");
         }
+        // Transactions and dialogs end here: their tables give back what a burst took.
+        self.tx.sweep();
+        self.dialogs.shrink();
+        shrink::shrink(&mut self.outbox);
     }
 }
 

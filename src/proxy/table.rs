@@ -2,15 +2,21 @@
 //! them from a message (RFC 3261 §17.1.3 for responses, §17.2.3 for requests), and the one
 //! timer heap of the core, whose entries name what they belong to.
 //!
-//! A timer whose transaction is gone is dropped when it comes due: looking it up costs one
-//! hash probe, and every timer of a transaction is due within 64×T1 or Timer C, so the heap
-//! never holds more than what was armed in that window.
+//! A timer whose transaction is gone, or that no longer has anything to do (Timer B or C
+//! once a final response came), is dropped when it comes due: looking it up costs one hash
+//! probe. Timers are not taken off the heap one by one when they become moot, so
+//! [`Table::sweep`] drops them all at once when they outnumber the transactions' own
+//! ([`TIMERS_PER_TRANSACTION`]): a transaction has at most four armed at once (Timers A, B,
+//! C and the Abandon of a cancelled INVITE branch), so past twice that most are moot.
+//! Without it, every completed call would leave its Timer C (`invite_timeout_s`, 180 s by
+//! default) in the heap long after its transactions ended.
 //!
 //! Bounds: requests waiting for a final response are at most `max_transactions` (beyond,
 //! 503); a transaction that has answered lingers at most 64×T1 (Timers H, I, J, K, L, M) to
 //! absorb retransmissions, so lingering ones are at most the request rate times 32 s, and
 //! strangers' rate is capped per source. Every entry leaves the indexes with its
-//! transaction.
+//! transaction. The maps, their indexes and the heap give their room back when mostly empty
+//! (the rule of [`super::shrink`], applied by [`Table::sweep`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -18,6 +24,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
 use super::dialogs::DialogId;
+use super::shrink::{self, shrink};
 use super::transaction::{ClientTx, ServerTx, TimerKind};
 use crate::sip::header::Via;
 use crate::sip::{Message, Method};
@@ -122,6 +129,12 @@ impl ClientKind {
         }
     }
 }
+
+/// Timers the heap may hold per transaction before [`Table::sweep`] drops the moot ones:
+/// twice the most a transaction has armed at once, so that a sweep at least halves the heap
+/// and its cost (one pass) is paid for by the pushes or the transactions' ends since the
+/// last one.
+const TIMERS_PER_TRANSACTION: usize = 8;
 
 /// Every transaction in flight, and the timers.
 #[derive(Default)]
@@ -260,6 +273,29 @@ impl Table {
             Some(Reverse((at, _))) if *at <= now => self.timers.pop().map(|Reverse(t)| t),
             _ => None,
         }
+    }
+
+    /// Drops the timers that no longer have anything to do when they outnumber the
+    /// transactions' own, and gives back the room of mostly empty tables (see the module's
+    /// documentation). Called after the timers due have fired: that is when transactions
+    /// end.
+    pub fn sweep(&mut self) {
+        let live = self.servers.len() + self.clients.len();
+        if self.timers.len() > shrink::FLOOR + TIMERS_PER_TRANSACTION * live {
+            let (servers, clients) = (&self.servers, &self.clients);
+            self.timers.retain(|Reverse((at, timer))| match *timer {
+                TimerId::Server(id, kind) => servers.get(&id).is_some_and(|s| s.armed(kind, *at)),
+                TimerId::Client(id, kind) => clients.get(&id).is_some_and(|c| c.armed(kind, *at)),
+                // A PIN session's timers are few (one a prompt frame or deadline), and its
+                // sessions are bounded by the RTP ports.
+                TimerId::Media(_) => true,
+            });
+        }
+        shrink(&mut self.timers);
+        shrink(&mut self.servers);
+        shrink(&mut self.server_index);
+        shrink(&mut self.clients);
+        shrink(&mut self.client_index);
     }
 
     pub fn is_empty(&self) -> bool {

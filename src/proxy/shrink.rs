@@ -1,0 +1,95 @@
+//! Giving back the room a burst left in the core's tables (SPEC §7: memory after 1,000,000
+//! calls is what it was after 10,000). A `HashMap`, `VecDeque` or `BinaryHeap` never shrinks
+//! by itself: without this, every table would keep the capacity of its busiest moment, and
+//! lingering transactions alone are the request rate times 32 s.
+//!
+//! The rule, for every table it is applied to: when its capacity is above twice [`FLOOR`] and
+//! more than four times its length, it is shrunk to twice its length (at least [`FLOOR`]).
+//! A table rounds its capacity up to less than twice what it is asked for, so after a
+//! shrink the rule no longer holds: the length has to halve again first. Checking costs
+//! O(1); a shrink costs O(capacity), paid for by the removals that made room, and a table
+//! that swings between full and empty is not reallocated back and forth.
+
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
+
+/// The room a table keeps however empty: it is small (about 1 MiB for all the transaction
+/// tables), and giving it back would only mean growing again at the next call.
+pub(super) const FLOOR: usize = 1024;
+
+/// A table whose capacity can be given back.
+pub(super) trait Shrink {
+    /// (length, capacity).
+    fn occupancy(&self) -> (usize, usize);
+    fn shrink_capacity(&mut self, to: usize);
+}
+
+/// Applies the rule; returns whether the table was shrunk.
+pub(super) fn shrink(table: &mut impl Shrink) -> bool {
+    let (len, capacity) = table.occupancy();
+    if capacity <= 2 * FLOOR || capacity <= 4 * len {
+        return false;
+    }
+    table.shrink_capacity((2 * len).max(FLOOR));
+    true
+}
+
+impl<K: Eq + Hash, V, S: BuildHasher> Shrink for HashMap<K, V, S> {
+    fn occupancy(&self) -> (usize, usize) {
+        (self.len(), self.capacity())
+    }
+    fn shrink_capacity(&mut self, to: usize) {
+        self.shrink_to(to);
+    }
+}
+
+impl<T> Shrink for VecDeque<T> {
+    fn occupancy(&self) -> (usize, usize) {
+        (self.len(), self.capacity())
+    }
+    fn shrink_capacity(&mut self, to: usize) {
+        self.shrink_to(to);
+    }
+}
+
+impl<T: Ord> Shrink for BinaryHeap<T> {
+    fn occupancy(&self) -> (usize, usize) {
+        (self.len(), self.capacity())
+    }
+    fn shrink_capacity(&mut self, to: usize) {
+        self.shrink_to(to);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mostly_empty_table_is_shrunk_to_twice_its_length_and_a_small_one_is_left() {
+        let mut m: HashMap<u32, u32> = (0..100_000).map(|i| (i, i)).collect();
+        assert!(!shrink(&mut m), "full: left as it is");
+        m.retain(|k, _| *k < 30_000);
+        assert!(!shrink(&mut m), "a third full: left as it is");
+        m.retain(|k, _| *k < 5_000);
+        assert!(shrink(&mut m));
+        let c = m.capacity();
+        assert!((10_000..4 * 5_000).contains(&c), "{c}");
+        assert!(!shrink(&mut m), "not again until it has emptied again");
+        m.clear();
+        assert!(shrink(&mut m));
+        let c = m.capacity();
+        assert!((FLOOR..=2 * FLOOR).contains(&c), "{c}");
+        assert!(!shrink(&mut m), "at the floor: not again");
+
+        let mut q: VecDeque<u8> = VecDeque::with_capacity(1 << 20);
+        q.push_back(1);
+        assert!(shrink(&mut q));
+        assert!(q.capacity() <= 2 * FLOOR, "{}", q.capacity());
+        assert!(!shrink(&mut q));
+        let mut h: BinaryHeap<u8> = BinaryHeap::with_capacity(1 << 20);
+        assert!(shrink(&mut h));
+        assert!(h.capacity() <= 2 * FLOOR, "{}", h.capacity());
+        assert!(!shrink(&mut h));
+    }
+}
