@@ -187,9 +187,9 @@ impl Dialogs {
         self.dialogs.len()
     }
 
-    /// Gives back the room of the maps when mostly empty.
-    pub(super) fn shrink(&mut self) {
-        shrink(&mut self.by_key);
-        shrink(&mut self.dialogs);
+    /// Gives back the room of the maps when mostly empty; returns whether it did.
+    pub(super) fn shrink(&mut self) -> bool {
+        let by_key = shrink(&mut self.by_key);
+        shrink(&mut self.dialogs) || by_key
     }
 }

@@ -347,10 +347,14 @@ impl Proxy {
         if ended > 0 {
             tracing::debug!(ended, "dialogs expired without a request");
         }
-        // Transactions and dialogs end here: their tables give back what a burst took.
-        self.tx.sweep();
-        self.dialogs.shrink();
-        shrink::shrink(&mut self.outbox);
+        // Transactions and dialogs end here: their tables give back what a burst took, and
+        // when that was much, the allocator gives it back to the OS.
+        let transactions = self.tx.sweep();
+        let dialogs = self.dialogs.shrink();
+        let outbox = shrink::shrink(&mut self.outbox);
+        if transactions || dialogs || outbox {
+            shrink::release_freed_memory();
+        }
     }
 }
 

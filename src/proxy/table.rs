@@ -147,6 +147,8 @@ pub struct Table {
     next_id: u64,
     /// Server transactions still waiting for their final response.
     pending: usize,
+    /// Transactions ended since [`Table::sweep`] last said that much memory was freed.
+    ended: usize,
 }
 
 impl Table {
@@ -236,6 +238,7 @@ impl Table {
 
     pub fn remove_server(&mut self, id: ServerId) -> Option<ServerTx> {
         let st = self.servers.remove(&id)?;
+        self.ended += 1;
         self.server_index.remove(&st.key);
         if st.is_pending() {
             self.pending -= 1;
@@ -245,6 +248,7 @@ impl Table {
 
     pub fn remove_client(&mut self, id: ClientId) -> Option<ClientTx> {
         let ct = self.clients.remove(&id)?;
+        self.ended += 1;
         let key = ct.key();
         if self.client_index.get(&key) == Some(&id) {
             self.client_index.remove(&key);
@@ -278,8 +282,11 @@ impl Table {
     /// Drops the timers that no longer have anything to do when they outnumber the
     /// transactions' own, and gives back the room of mostly empty tables (see the module's
     /// documentation). Called after the timers due have fired: that is when transactions
-    /// end.
-    pub fn sweep(&mut self) {
+    /// end. Returns whether much memory was freed since it last said so: a table was shrunk
+    /// (most of what it held has gone), or at least as many transactions ended as are left
+    /// (half of them, or the last one). Under a steady load that is about once per 64×T1,
+    /// the time a transaction lingers; as the load falls, once per halving.
+    pub fn sweep(&mut self) -> bool {
         let live = self.servers.len() + self.clients.len();
         if self.timers.len() > shrink::FLOOR + TIMERS_PER_TRANSACTION * live {
             let (servers, clients) = (&self.servers, &self.clients);
@@ -291,11 +298,19 @@ impl Table {
                 TimerId::Media(_) => true,
             });
         }
-        shrink(&mut self.timers);
-        shrink(&mut self.servers);
-        shrink(&mut self.server_index);
-        shrink(&mut self.clients);
-        shrink(&mut self.client_index);
+        let shrunk = [
+            shrink(&mut self.timers),
+            shrink(&mut self.servers),
+            shrink(&mut self.server_index),
+            shrink(&mut self.clients),
+            shrink(&mut self.client_index),
+        ];
+        let halved = self.ended > 0 && self.ended >= live;
+        if shrunk.contains(&true) || halved {
+            self.ended = 0;
+            return true;
+        }
+        false
     }
 
     pub fn is_empty(&self) -> bool {
