@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::secret::{hex, Secret};
+use super::shrink::shrink;
 use crate::policy::UserId;
 
 /// How long a nonce may be used.
@@ -256,6 +257,22 @@ impl Nonces {
         Verdict::Valid(user.user)
     }
 
+    /// When [`Nonces::sweep`] has a nonce to forget, in seconds on the core's clock.
+    pub fn next_expiry_s(&self) -> Option<u64> {
+        self.order
+            .front()
+            .map(|(at, _)| at + NONCE_LIFE.as_secs() + 1)
+    }
+
+    /// Forgets the nonces that can no longer be used without waiting for the next
+    /// credentials, and gives back the tables' room when mostly empty (the rule of
+    /// [`super::shrink`]); returns whether it shrank them.
+    pub fn sweep(&mut self, now_s: u64) -> bool {
+        self.expire(now_s);
+        let used = shrink(&mut self.used);
+        shrink(&mut self.order) || used
+    }
+
     /// Forgets the nonces that can no longer be used.
     fn expire(&mut self, now_s: u64) {
         while let Some((at, _)) = self.order.front() {
@@ -456,6 +473,13 @@ mod tests {
         );
         assert_eq!(check(&mut nonces, &fresh, 5000, ip), Verdict::Valid(3));
         assert_eq!(nonces.len(), 1);
+        // ... and without waiting for the next credentials.
+        assert_eq!(nonces.next_expiry_s(), Some(5301));
+        nonces.sweep(5300);
+        assert_eq!(nonces.len(), 1);
+        nonces.sweep(5301);
+        assert!(nonces.is_empty());
+        assert_eq!(nonces.next_expiry_s(), None);
     }
 
     #[test]

@@ -9,10 +9,17 @@
 //! bucket has refilled are forgotten (they are as good as new), and if that frees less than a
 //! quarter, every source that is not banned is: a sweep costs one pass over the table, at
 //! most once per quarter of it filled, so a flood of new sources costs O(1) each.
+//!
+//! The refilled sources are also forgotten as time passes ([`Limiter::sweep`], once per
+//! refill time while any source is tracked), and the table then gives its room back when
+//! mostly empty (the rule of [`super::shrink`]): a flood from many sources does not leave
+//! its 65,536 entries behind for good.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use super::shrink::shrink;
 
 /// What a wrong `Proxy-Authorization` costs, in requests.
 pub const FAILED_AUTH_COST: f64 = 10.0;
@@ -70,6 +77,8 @@ pub enum Verdict {
 pub struct Limiter {
     settings: PerSource,
     buckets: HashMap<IpAddr, Bucket>,
+    /// When [`Limiter::sweep`] next forgets refilled sources (`None` while none is tracked).
+    next_sweep: Option<Instant>,
 }
 
 impl Limiter {
@@ -77,7 +86,36 @@ impl Limiter {
         Self {
             settings,
             buckets: HashMap::new(),
+            next_sweep: None,
         }
+    }
+
+    /// How long an unused bucket takes to fill up: after that its source is as good as new.
+    fn refill(&self) -> Duration {
+        let s = self.settings;
+        Duration::from_secs_f64(f64::from(s.burst) / f64::from(s.requests_per_s.max(1)))
+    }
+
+    /// How often [`Limiter::sweep`] looks: once per refill time, at least a second apart.
+    fn sweep_every(&self) -> Duration {
+        self.refill().max(Duration::from_secs(1))
+    }
+
+    /// When [`Limiter::sweep`] has something to do.
+    pub fn next_sweep(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Forgets the sources whose bucket has refilled and that are not banned, and gives back
+    /// the table's room when mostly empty; returns whether it shrank it. A pass over the
+    /// table at most once per [`Limiter::sweep_every`].
+    pub fn sweep(&mut self, now: Instant) -> bool {
+        if self.next_sweep.is_none_or(|at| now < at) {
+            return false;
+        }
+        self.forget_refilled(now);
+        self.next_sweep = (!self.buckets.is_empty()).then(|| now + self.sweep_every());
+        shrink(&mut self.buckets)
     }
 
     /// Takes `cost` tokens from the source of `ip`.
@@ -91,6 +129,9 @@ impl Limiter {
             }
         }
         let s = self.settings;
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + self.sweep_every());
+        }
         let b = self.buckets.entry(key).or_insert(Bucket {
             tokens: f64::from(s.burst),
             at: now,
@@ -118,15 +159,17 @@ impl Limiter {
 
     /// Makes room (see the module's documentation).
     fn evict(&mut self, now: Instant) {
-        let s = self.settings;
-        let refill =
-            Duration::from_secs_f64(f64::from(s.burst) / f64::from(s.requests_per_s.max(1)));
-        let banned = |b: &Bucket| b.banned_until.is_some_and(|u| now < u);
-        self.buckets
-            .retain(|_, b| banned(b) || now.saturating_duration_since(b.at) < refill);
+        self.forget_refilled(now);
         if self.buckets.len() >= MAX_SOURCES * 3 / 4 {
-            self.buckets.retain(|_, b| banned(b));
+            self.buckets.retain(|_, b| banned(b, now));
         }
+    }
+
+    /// Forgets the sources that are not banned and whose bucket is full again.
+    fn forget_refilled(&mut self, now: Instant) {
+        let refill = self.refill();
+        self.buckets
+            .retain(|_, b| banned(b, now) || now.saturating_duration_since(b.at) < refill);
     }
 
     /// Sources tracked.
@@ -137,6 +180,10 @@ impl Limiter {
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
     }
+}
+
+fn banned(b: &Bucket, now: Instant) -> bool {
+    b.banned_until.is_some_and(|u| now < u)
 }
 
 #[cfg(test)]
@@ -188,5 +235,36 @@ mod tests {
         }
         assert_eq!(n, 20, "200 tokens, 10 per failure, shared by the /64");
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn a_flood_from_many_sources_is_forgotten_once_their_buckets_refill() {
+        let t0 = Instant::now();
+        let mut l = Limiter::new(PerSource::default());
+        for i in 0..20_000u32 {
+            let ip = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            assert_eq!(l.take(t0, ip, 1.0), Verdict::Pass);
+        }
+        let banned: IpAddr = "192.0.2.1".parse().unwrap();
+        while l.take(t0, banned, 1.0) == Verdict::Pass {}
+        assert_eq!(l.len(), 20_001);
+        assert!(!l.sweep(t0), "not before its time");
+        // 200 tokens at 50/s: full again 4 s later.
+        let later = l.next_sweep().unwrap();
+        assert_eq!(later, t0 + Duration::from_secs(4));
+        assert!(l.sweep(later), "the table gives its room back");
+        assert_eq!(l.len(), 1, "only the banned source is left");
+        assert!(l.buckets.capacity() < 4096, "{}", l.buckets.capacity());
+        assert_eq!(
+            l.take(later, banned, 1.0),
+            Verdict::Banned { started: false }
+        );
+        // After the ban (60 s) and a refill, nothing is left, and nothing more to do.
+        let end = t0 + Duration::from_secs(70);
+        while let Some(at) = l.next_sweep().filter(|at| *at <= end) {
+            l.sweep(at);
+        }
+        assert!(l.is_empty());
+        assert_eq!(l.next_sweep(), None);
     }
 }

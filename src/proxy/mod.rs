@@ -209,10 +209,19 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.next_timer(), self.dialogs.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let nonces = self
+            .epoch
+            .zip(self.nonces.next_expiry_s())
+            .map(|(epoch, s)| epoch + std::time::Duration::from_secs(s));
+        [
+            self.tx.next_timer(),
+            self.dialogs.next_expiry(),
+            self.limiter.next_sweep(),
+            nonces,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Stops taking new calls (SIGTERM): new out-of-dialog requests get 503, transactions in
@@ -347,12 +356,17 @@ impl Proxy {
         if ended > 0 {
             tracing::debug!(ended, "dialogs expired without a request");
         }
-        // Transactions and dialogs end here: their tables give back what a burst took, and
-        // when that was much, the allocator gives it back to the OS.
+        // Transactions, dialogs, sources and nonces end here: their tables give back what a
+        // burst took, and when that was much, the allocator gives it back to the OS.
         let transactions = self.tx.sweep();
         let dialogs = self.dialogs.shrink();
         let outbox = shrink::shrink(&mut self.outbox);
-        if transactions || dialogs || outbox {
+        let sources = self.limiter.sweep(now);
+        let nonces = self.epoch.is_some_and(|epoch| {
+            self.nonces
+                .sweep(now.saturating_duration_since(epoch).as_secs())
+        });
+        if transactions || dialogs || outbox || sources || nonces {
             shrink::release_freed_memory();
         }
     }
