@@ -231,7 +231,7 @@ fn a_completed_call_lingers_in_under_3_kib_and_leaves_nothing_behind() {
     // 4 s of calls at 2,500 a second: all lingering (Timers J, L, M, and K, which is T4).
     assert_eq!(w.proxy.transactions(), (20_000, 20_000));
     let per_call = (held() - base) / calls as isize;
-    // 2.6 KiB now, most of it the tables' slots; keeping the request's headers would add
+    // 2.3 KiB now, most of it the tables' slots; keeping the request's headers would add
     // more than 1 KiB a transaction (7.1 KiB a call before they were dropped).
     assert!(per_call < 3 << 10, "{per_call} bytes per lingering call");
 

@@ -23,7 +23,7 @@ impl Proxy {
             .tx
             .server(sid)
             .and_then(|s| s.unanswered())
-            .map(|u| u.branch.clone())
+            .map(|u| u.branch.as_str().into())
             .unwrap_or_default();
         let mut ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
         ct.timer_c = self.settings.limits.invite_timeout;

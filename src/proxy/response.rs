@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::reply::{build_in_transaction_request, strip_top_via};
 use super::route::BRANCH_PREFIX;
-use super::table::{ClientKey, ClientKind, Owner, ServerId};
+use super::table::{ClientKind, Owner, ServerId};
 use super::transaction::ServerState;
 use super::{Peer, Proxy};
 use crate::sip::{HeaderName, Message, Method};
@@ -24,12 +24,9 @@ impl Proxy {
             return;
         };
         let method = msg.method();
-        let key = ClientKey {
-            branch: branch.into(),
-            kind: ClientKind::of(&method),
-        };
+        let found = self.tx.find_client(branch, ClientKind::of(&method));
         drop(via);
-        let Some(cid) = self.tx.find_client(&key) else {
+        let Some(cid) = found else {
             // RFC 6026 §7.3: a response matching no transaction is not forwarded.
             tracing::debug!(source = %from.addr, code, "response for no transaction, dropped");
             return;

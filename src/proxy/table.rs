@@ -20,7 +20,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::time::Instant;
 
 use super::dialogs::DialogId;
@@ -104,14 +104,8 @@ impl ServerKey {
     }
 }
 
-/// How a response finds its client transaction (§17.1.3): our branch and the kind of
+/// How a response finds its client transaction (§17.1.3), with our branch: the kind of
 /// request (a CANCEL shares its INVITE's branch).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ClientKey {
-    pub branch: Box<str>,
-    pub kind: ClientKind,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKind {
     Invite,
@@ -140,9 +134,17 @@ const TIMERS_PER_TRANSACTION: usize = 8;
 #[derive(Default)]
 pub struct Table {
     servers: HashMap<ServerId, ServerTx>,
-    server_index: HashMap<ServerKey, ServerId>,
+    /// Server transactions by a keyed hash of their [`ServerKey`], checked against the key
+    /// the transaction keeps: the key (two strings) is stored once, not in the index too.
+    server_index: HashMap<u64, ServerId>,
     clients: HashMap<ClientId, ClientTx>,
-    client_index: HashMap<ClientKey, ClientId>,
+    /// Client transactions by a keyed hash of their branch and [`ClientKind`], checked
+    /// likewise; a response's lookup allocates nothing.
+    client_index: HashMap<u64, ClientId>,
+    /// The key of both indexes' hashes, random per process: nobody can aim two keys at one
+    /// hash. Two keys with the same 64-bit hash would only leave the older transaction
+    /// unfindable, as if it had ended.
+    hasher: RandomState,
     timers: BinaryHeap<Reverse<(Instant, TimerId)>>,
     next_id: u64,
     /// Server transactions still waiting for their final response.
@@ -181,7 +183,11 @@ impl Table {
     }
 
     pub fn find_server(&self, key: &ServerKey) -> Option<ServerId> {
-        self.server_index.get(key).copied()
+        let id = *self.server_index.get(&self.hasher.hash_one(key))?;
+        self.servers
+            .get(&id)
+            .is_some_and(|st| st.key == *key)
+            .then_some(id)
     }
 
     pub fn client(&self, id: ClientId) -> Option<&ClientTx> {
@@ -192,8 +198,15 @@ impl Table {
         self.clients.get_mut(&id)
     }
 
-    pub fn find_client(&self, key: &ClientKey) -> Option<ClientId> {
-        self.client_index.get(key).copied()
+    /// The client transaction whose request had our Via's `branch` and was of `kind`.
+    pub fn find_client(&self, branch: &str, kind: ClientKind) -> Option<ClientId> {
+        let id = *self
+            .client_index
+            .get(&self.hasher.hash_one((branch, kind)))?;
+        self.clients
+            .get(&id)
+            .is_some_and(|ct| &*ct.branch == branch && ct.kind() == kind)
+            .then_some(id)
     }
 
     /// Client transactions towards `to` still waiting for a final response.
@@ -208,7 +221,7 @@ impl Table {
     /// Adds a server transaction (pending: no final response yet).
     pub fn insert_server(&mut self, st: ServerTx) -> ServerId {
         let id = ServerId(self.next());
-        self.server_index.insert(st.key.clone(), id);
+        self.server_index.insert(self.hasher.hash_one(&st.key), id);
         if st.is_pending() {
             self.pending += 1;
         }
@@ -222,7 +235,8 @@ impl Table {
         for (at, kind) in ct.initial_timers(now) {
             self.schedule(at, TimerId::Client(id, kind));
         }
-        self.client_index.insert(ct.key(), id);
+        let hash = self.hasher.hash_one((&*ct.branch, ct.kind()));
+        self.client_index.insert(hash, id);
         self.clients.insert(id, ct);
         id
     }
@@ -239,7 +253,10 @@ impl Table {
     pub fn remove_server(&mut self, id: ServerId) -> Option<ServerTx> {
         let st = self.servers.remove(&id)?;
         self.ended += 1;
-        self.server_index.remove(&st.key);
+        let hash = self.hasher.hash_one(&st.key);
+        if self.server_index.get(&hash) == Some(&id) {
+            self.server_index.remove(&hash);
+        }
         if st.is_pending() {
             self.pending -= 1;
         }
@@ -249,9 +266,9 @@ impl Table {
     pub fn remove_client(&mut self, id: ClientId) -> Option<ClientTx> {
         let ct = self.clients.remove(&id)?;
         self.ended += 1;
-        let key = ct.key();
-        if self.client_index.get(&key) == Some(&id) {
-            self.client_index.remove(&key);
+        let hash = self.hasher.hash_one((&*ct.branch, ct.kind()));
+        if self.client_index.get(&hash) == Some(&id) {
+            self.client_index.remove(&hash);
         }
         Some(ct)
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::dialogs::DialogId;
 use super::recursion::Recursion;
-use super::table::{ClientId, ClientKey, ClientKind, ServerKey};
+use super::table::{ClientId, ClientKind, ServerKey};
 use super::{Peer, ServerId, Transport};
 use crate::sip::Message;
 
@@ -301,7 +301,7 @@ pub struct ClientTx {
     pub request: Box<[u8]>,
     pub invite: bool,
     pub cancel: bool,
-    pub branch: String,
+    pub branch: Box<str>,
     pub state: ClientState,
     /// CANCEL asked for (sent once a provisional response has come).
     pub cancelled: bool,
@@ -320,7 +320,7 @@ impl ClientTx {
         request: Vec<u8>,
         invite: bool,
         cancel: bool,
-        branch: String,
+        branch: Box<str>,
     ) -> Self {
         Self {
             server,
@@ -367,17 +367,14 @@ impl ClientTx {
         t
     }
 
-    /// How responses find this transaction (§17.1.3).
-    pub fn key(&self) -> ClientKey {
-        ClientKey {
-            branch: self.branch.as_str().into(),
-            kind: if self.cancel {
-                ClientKind::Cancel
-            } else if self.invite {
-                ClientKind::Invite
-            } else {
-                ClientKind::NonInvite
-            },
+    /// With the branch, how responses find this transaction (§17.1.3).
+    pub fn kind(&self) -> ClientKind {
+        if self.cancel {
+            ClientKind::Cancel
+        } else if self.invite {
+            ClientKind::Invite
+        } else {
+            ClientKind::NonInvite
         }
     }
 
