@@ -122,6 +122,7 @@ pub struct Screening {
 
 impl Proxy {
     pub fn new(settings: Settings, policy: Arc<Policy>) -> Self {
+        shrink::map_large_blocks();
         Self {
             holds: hold::Holds::new(settings.pin.rtp_ports),
             limiter: limiter::Limiter::new(settings.limits.per_source),
