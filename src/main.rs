@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use sipscreen::config::Config;
-use sipscreen::policy::Call;
 use sipscreen::report;
 
 #[derive(Parser)]
@@ -120,42 +119,30 @@ fn main() -> ExitCode {
                     return ExitCode::from(BAD_INPUT);
                 }
             };
-            let (caller, from_domain) = split_address(&from);
-            let (dialed, to_domain) = split_address(&to);
-            let tenant_id = match &tenant {
-                Some(name) => c
-                    .policy
-                    .tenant_by_name(name)
-                    .ok_or_else(|| format!("no tenant named `{name}`")),
-                None => {
-                    let domains: Vec<&str> =
-                        [from_domain, to_domain].into_iter().flatten().collect();
-                    c.policy.tenant_for(&domains, None).ok_or_else(|| {
-                        "the configuration has several tenants: name one with --tenant".to_owned()
-                    })
-                }
+            let request = report::CheckRequest {
+                from: &from,
+                to: &to,
+                tenant: tenant.as_deref(),
+                forwarded_by: forwarded_by.as_deref(),
+                pin: pin.as_deref(),
             };
-            let tenant_id = match tenant_id {
-                Ok(t) => t,
+            let (decision, lines) = match report::check(&c.policy, &request) {
+                Ok(d) => d,
                 Err(e) => {
+                    let e = match e {
+                        report::CheckError::WhichTenant => {
+                            "the configuration has several tenants: name one with --tenant"
+                                .to_owned()
+                        }
+                        report::CheckError::BadPin(p) => {
+                            format!("--pin `{p}` must be digits or `*`")
+                        }
+                        e => e.to_string(),
+                    };
                     eprintln!("sipscreen check: {e}");
                     return ExitCode::from(BAD_INPUT);
                 }
             };
-            if let Some(p) = pin
-                .as_deref()
-                .filter(|p| !p.bytes().all(|b| b.is_ascii_digit() || b == b'*'))
-            {
-                eprintln!("sipscreen check: --pin `{p}` must be digits or `*`");
-                return ExitCode::from(BAD_INPUT);
-            }
-            let call = Call {
-                tenant: tenant_id,
-                caller,
-                dialed,
-                forwarded_by: forwarded_by.as_deref(),
-            };
-            let (decision, lines) = c.policy.explain(&call, pin.as_deref());
             if json {
                 let value = serde_json::Value::Object(report::decision_json(&c.policy, &decision));
                 println!("{value}");
@@ -170,7 +157,7 @@ fn main() -> ExitCode {
 /// `sipscreen run`: a bad configuration never starts (exit 2); a listener that cannot bind
 /// exits 1; SIGTERM or SIGINT drains and exits 0.
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let (config, text) = match Config::load_with_text(path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -204,13 +191,31 @@ fn run(path: &std::path::Path) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let (control, controlled) = tokio::sync::mpsc::channel(16);
-        let service = sipscreen::service::Service::new(path, &config, control);
+        let service = sipscreen::service::Service::new(path, &config, text, control);
         let Config {
             proxy: mut settings,
             policy,
+            admin,
             ..
         } = config;
         let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen).await?;
+        if let Some(admin) = admin {
+            let listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on admin {}: {e}", admin.listen),
+                    )
+                })?;
+            tracing::info!(admin = %listener.local_addr()?, "admin API listening");
+            let service = service.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sipscreen::admin::serve(listener, service).await {
+                    tracing::error!(error = %e, "the admin API stopped");
+                }
+            });
+        }
         // Port 0 in `listen` is now a real port: the core must know it (Via, Record-Route).
         settings.server.listen = sockets.bound().to_vec();
         for l in &settings.server.listen {
@@ -332,22 +337,5 @@ async fn shutdown_signal() {
             }
         }
         _ => std::future::pending().await,
-    }
-}
-
-/// Accepts `1001`, `alice@acme.example.com` or `sip:1001@acme.example.com`: the user part, and
-/// the domain when there is one (to find the tenant).
-fn split_address(s: &str) -> (&str, Option<&str>) {
-    let s = s
-        .strip_prefix("sip:")
-        .or_else(|| s.strip_prefix("sips:"))
-        .or_else(|| s.strip_prefix("tel:"))
-        .unwrap_or(s);
-    match s.rsplit_once('@') {
-        Some((user, domain)) => (
-            user,
-            Some(domain.split([';', ':', '>']).next().unwrap_or(domain)),
-        ),
-        None => (s, None),
     }
 }

@@ -37,6 +37,17 @@ pub(super) fn check(text: &str, file: &str, base: &Path) -> Result<Config, Confi
     }
     let raw = types::deserialize(&mut ck, table);
     let config = raw.and_then(|raw| build(&mut ck, &raw, base));
+    if !ck.errors.is_empty() {
+        // The tree went into `raw`; reading it again costs only when there are errors.
+        let (table, _) = DeTable::parse_recoverable(text);
+        for (e, field) in ck
+            .errors
+            .iter_mut()
+            .zip(types::value_paths(table.get_ref(), &ck.spans))
+        {
+            e.field = field;
+        }
+    }
     // In file order, whatever stage found them.
     ck.errors.sort_by_key(|e| e.position);
     match config {
@@ -57,6 +68,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
     };
     let pin = check_pin(ck, raw.pin.as_ref(), base);
     let limits = check_limits(ck, raw.limits.as_ref());
+    let admin = super::admin::check_admin(ck, raw.admin.as_ref());
     let brand_name = match &raw.brand {
         None => {
             ck.error(None, "", "missing required table `[brand]`");
@@ -98,6 +110,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             }),
         },
         policy: std::sync::Arc::new(policy),
+        admin,
         warnings: std::mem::take(&mut ck.warnings),
     })
 }

@@ -14,6 +14,9 @@ pub(super) struct Checker<'a> {
     file: &'a str,
     text: &'a str,
     pub(super) errors: Vec<ConfigError>,
+    /// The span each error of `errors` points at, if any (turned into its key path once
+    /// every error is known).
+    pub(super) spans: Vec<Option<Range<usize>>>,
     pub(super) warnings: Vec<String>,
     /// Keys whose values had the wrong type (already reported, then taken out), with the
     /// span of the table they were in.
@@ -31,6 +34,7 @@ impl<'a> Checker<'a> {
             file,
             text,
             errors: Vec::new(),
+            spans: Vec::new(),
             warnings: Vec::new(),
             removed: Vec::new(),
             hops: Vec::new(),
@@ -59,7 +63,9 @@ impl Checker<'_> {
             position,
             context: context.to_owned(),
             message: message.into(),
+            field: None,
         });
+        self.spans.push(span.cloned());
     }
 
     pub(super) fn warn(&mut self, span: &Range<usize>, context: &str, message: &str) {

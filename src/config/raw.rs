@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     pub pin: Option<Spanned<RawPin>>,
     pub limits: Option<Spanned<RawLimits>>,
+    pub admin: Option<Spanned<RawAdmin>>,
     pub brand: Option<Spanned<RawBrand>>,
     #[serde(default)]
     pub tenant: Vec<Spanned<RawTenant>>,
@@ -29,6 +30,19 @@ pub struct RawServer {
     pub trusted_peers: Vec<Str>,
     pub record_route: Option<bool>,
     pub reject_reason: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawAdmin {
+    pub listen: Option<Str>,
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawToken {
+    pub name: Option<Str>,
+    pub token: Option<Str>,
 }
 
 #[derive(Deserialize, Debug)]

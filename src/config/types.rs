@@ -246,3 +246,62 @@ fn describe(root: &DeTable<'_>, path: &[Segment]) -> (String, String) {
     }
     (parts.join(", "), key)
 }
+
+/// The key path (`tenant[0].users[1].extension`) of the value written at each span, when a
+/// value of the tree is written exactly there; one walk of the tree for all of them.
+pub(super) fn value_paths(
+    root: &DeTable<'_>,
+    spans: &[Option<Range<usize>>],
+) -> Vec<Option<String>> {
+    fn walk(
+        v: &DeValue<'_>,
+        path: &mut String,
+        wanted: &std::collections::HashMap<Range<usize>, Vec<usize>>,
+        found: &mut [Option<String>],
+        span: Option<Range<usize>>,
+    ) {
+        if let Some(at) = span.and_then(|s| wanted.get(&s)) {
+            for &i in at {
+                found[i] = Some(path.clone());
+            }
+        }
+        let len = path.len();
+        match v {
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k.get_ref());
+                    walk(child.get_ref(), path, wanted, found, Some(child.span()));
+                    path.truncate(len);
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    walk(child.get_ref(), path, wanted, found, Some(child.span()));
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut wanted: std::collections::HashMap<Range<usize>, Vec<usize>> = Default::default();
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(s) = s {
+            wanted.entry(s.clone()).or_default().push(i);
+        }
+    }
+    let mut found = vec![None; spans.len()];
+    if !wanted.is_empty() {
+        walk(
+            &DeValue::Table(root.clone()),
+            &mut String::new(),
+            &wanted,
+            &mut found,
+            None,
+        );
+    }
+    found
+}
