@@ -56,6 +56,7 @@ use crate::sip::{Message, ReplyLines};
 
 pub use limiter::PerSource;
 pub use peer::{MediaCommand, Peer, Transmit, Transport};
+pub use pin::Subject;
 pub use secret::Secret;
 pub use settings::{Limits, Lockout, PinSettings, Server, Settings};
 pub use table::{ServerId, SessionId};

@@ -7,6 +7,7 @@
 //! - [`sipp::SippCommand`], [`sipp::Sipp`], [`sipp::SippRun`]: SIPp started with the options
 //!   every run gets, waited for until bound, finished with a time limit, and its statistics
 //!   and message log read back;
+//! - [`http`]: a minimal HTTP/1.1 client for the admin API;
 //! - [`net`]: the next hops the test holds, free ports for SIPp, the kernel's socket tables;
 //! - here: per-test directories, reading files, scenario paths.
 //!
@@ -14,6 +15,7 @@
 //! named, when the test fails).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod net;
 pub mod process;
 pub mod proxy;

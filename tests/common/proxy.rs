@@ -20,22 +20,32 @@ pub struct Sipscreen {
     log: PathBuf,
     /// What it bound, in `listen` order: (`udp` or `tcp`, address).
     listeners: Vec<(String, SocketAddr)>,
+    /// The admin API's address, when the configuration has `[admin]`.
+    admin: Option<SocketAddr>,
 }
 
 impl Sipscreen {
     /// Writes `config` to the test directory, starts `sipscreen run` on it with its stderr in
-    /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`.
+    /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`
+    /// (and the admin API's, when there is an `[admin]`).
     pub fn start(dir: &TempDir, config: &str) -> Sipscreen {
-        let wanted = listen_entries(config);
         let path = dir.path("sipscreen.toml");
         fs::write(&path, config).expect("write the configuration");
+        Self::start_on(dir, &path)
+    }
+
+    /// Starts `sipscreen run` on the configuration file already at `path`.
+    pub fn start_on(dir: &TempDir, path: &std::path::Path) -> Sipscreen {
+        let config = fs::read_to_string(path).expect("read the configuration");
+        let wanted = listen_entries(&config);
+        let wants_admin = config.lines().any(|l| l.trim() == "[admin]");
         let log = dir.path("sipscreen.log");
         let proc = Proc::spawn(
             "sipscreen",
             Command::new(env!("CARGO_BIN_EXE_sipscreen"))
                 .arg("run")
                 .arg("--config")
-                .arg(&path)
+                .arg(path)
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -45,11 +55,14 @@ impl Sipscreen {
             proc,
             log,
             listeners: Vec::new(),
+            admin: None,
         };
         let deadline = Instant::now() + START;
         loop {
-            proxy.listeners = listening(&read_lossy(&proxy.log));
-            if proxy.listeners.len() >= wanted {
+            let log = read_lossy(&proxy.log);
+            proxy.listeners = listening(&log);
+            proxy.admin = admin_listening(&log);
+            if proxy.listeners.len() >= wanted && (proxy.admin.is_some() || !wants_admin) {
                 return proxy;
             }
             if let Some(status) = proxy.proc.exited() {
@@ -74,6 +87,11 @@ impl Sipscreen {
             .find(|(t, _)| t == transport)
             .map(|(_, addr)| *addr)
             .unwrap_or_else(|| panic!("sipscreen has no {transport} listener"))
+    }
+
+    /// The admin API's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("sipscreen has no admin listener")
     }
 
     /// Its process id.
@@ -162,6 +180,20 @@ fn listen_entries(config: &str) -> usize {
 }
 
 /// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`.
+/// The admin API's address, from `admin API listening admin=127.0.0.1:34565`.
+fn admin_listening(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("admin API listening"))
+        .find_map(|l| {
+            l.split_once(" admin=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
 fn listening(log: &str) -> Vec<(String, SocketAddr)> {
     log.lines()
         .filter_map(|line| {

@@ -1,0 +1,453 @@
+//! The admin API's routes (SPEC §9.2) and what each answers.
+//!
+//! The object routes share one shape for every kind (`/1.1/{kind}`, `/1.1/{kind}/{id}`,
+//! `/1.1/{kind}/{id}/callpermissions/{name}`, and `/1.1/brand/aclpatterns...`), so they are
+//! one catch-all route whose path is read by [`Target::parse`]; the few others are routes of
+//! their own.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{middleware, Extension, Json, Router};
+use serde_json::{Map, Value};
+
+use super::edit::{self, Edited};
+use super::error::ApiError;
+use super::guard::{guard, Caller};
+use super::list::page;
+use super::model::{linked_kind, Kind, BRAND_ACL_PATTERNS, KINDS, USERS};
+use super::Admin;
+use crate::proxy::Subject;
+use crate::report;
+use crate::service::{ChangeError, ReloadError};
+use crate::transport::Control;
+
+/// The OpenAPI 3 description of this API, served at `/1.1/api/api.yml`.
+const API_DOC: &str = include_str!("openapi.yml");
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/1.1/api/api.yml", get(api_doc))
+        .route("/1.1/check", get(check))
+        .route("/1.1/reload", post(reload))
+        .route("/1.1/{*path}", any(objects))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(admin.clone(), guard))
+        .with_state(admin)
+}
+
+type Reply = Result<Response, ApiError>;
+
+async fn api_doc() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        API_DOC,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+/// What an object path designates.
+enum Target {
+    /// `/1.1/{kind}`
+    All(&'static Kind),
+    /// `/1.1/{kind}/{id}`
+    One(&'static Kind, String),
+    /// `/1.1/{kind}/{id}/callpermissions/{name}`
+    Link(&'static Kind, String, String),
+    /// `/1.1/users/{id}/lockout`
+    Lockout(String),
+}
+
+impl Target {
+    fn parse(path: &str) -> Option<Target> {
+        let (kind, rest) = match path.strip_prefix("brand/aclpatterns") {
+            Some(rest) => (&BRAND_ACL_PATTERNS, rest),
+            None => {
+                let (first, rest) = path.split_once('/').map_or((path, ""), |(a, b)| (a, b));
+                let kind = KINDS
+                    .into_iter()
+                    .find(|k| k.path == first && k.path != BRAND_ACL_PATTERNS.path)?;
+                (
+                    kind,
+                    if rest.is_empty() {
+                        ""
+                    } else {
+                        path.get(first.len()..)?
+                    },
+                )
+            }
+        };
+        let parts: Vec<&str> = rest.split('/').skip(1).collect();
+        match parts.as_slice() {
+            [] => Some(Target::All(kind)),
+            [id] if !id.is_empty() => Some(Target::One(kind, (*id).to_owned())),
+            [id, "callpermissions", name] if !id.is_empty() && !name.is_empty() => {
+                Some(Target::Link(
+                    linked_kind(kind.path)?,
+                    (*id).to_owned(),
+                    (*name).to_owned(),
+                ))
+            }
+            [id, "lockout"] if kind.path == USERS.path && !id.is_empty() => {
+                Some(Target::Lockout((*id).to_owned()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The tenant a request names: the `Wazo-Tenant` header, else `?tenant=`.
+fn tenant_of<'a>(headers: &'a HeaderMap, query: &'a [(String, String)]) -> Option<&'a str> {
+    headers
+        .get("wazo-tenant")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            query
+                .iter()
+                .find(|(k, _)| k == "tenant")
+                .map(|(_, v)| v.as_str())
+        })
+}
+
+fn query_pairs(raw: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{raw}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("the query string is not valid"))?,
+    )
+    .map(|Query(q)| q)
+    .map_err(|e| ApiError::bad_request(format!("the query string is not valid: {e}")))
+}
+
+/// A JSON object body.
+fn body_object(body: &Bytes) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// Every object route.
+async fn objects(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    method: Method,
+    headers: HeaderMap,
+    Path(path): Path<String>,
+    RawQuery(raw_query): RawQuery,
+    body: Bytes,
+) -> Reply {
+    let target = Target::parse(&path).ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let query = query_pairs(raw_query.as_deref())?;
+    let tenant = tenant_of(&headers, &query).map(str::to_owned);
+    let tenant = tenant.as_deref();
+    let ctx = Ctx {
+        admin: &admin,
+        caller: &caller,
+        tenant,
+    };
+    match (target, method) {
+        (Target::All(kind), Method::GET) => ctx.list(kind, &query),
+        (Target::All(kind), Method::POST) => ctx.create(kind, &body_object(&body)?).await,
+        (Target::One(kind, id), Method::GET) => ctx.get(kind, &id),
+        (Target::One(kind, id), Method::PUT) => ctx.update(kind, &id, &body_object(&body)?).await,
+        (Target::One(kind, id), Method::DELETE) => ctx.delete(kind, &id).await,
+        (Target::Link(kind, id, name), Method::PUT) => ctx.associate(kind, &id, &name, true).await,
+        (Target::Link(kind, id, name), Method::DELETE) => {
+            ctx.associate(kind, &id, &name, false).await
+        }
+        (Target::Lockout(id), Method::GET) => ctx.lockout(&id, false).await,
+        (Target::Lockout(id), Method::DELETE) => ctx.lockout(&id, true).await,
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this resource",
+        )),
+    }
+}
+
+/// One request's context.
+struct Ctx<'a> {
+    admin: &'a Admin,
+    caller: &'a str,
+    tenant: Option<&'a str>,
+}
+
+impl Ctx<'_> {
+    /// The tenant index for a kind (0 for kinds outside tenants, which ignore it).
+    fn tenant_in(&self, doc: &toml_edit::DocumentMut, kind: &Kind) -> Result<usize, ApiError> {
+        match kind.scope {
+            super::model::Scope::Tenant => edit::tenant_index(doc, self.tenant),
+            _ => Ok(0),
+        }
+    }
+
+    fn list(&self, kind: &Kind, query: &[(String, String)]) -> Reply {
+        let current = self.admin.service.current();
+        let t = self.tenant_in(&current.doc, kind)?;
+        let items = edit::show_all(&current.doc, kind, t);
+        Ok(Json(page(items, query)?).into_response())
+    }
+
+    fn get(&self, kind: &Kind, id: &str) -> Reply {
+        let current = self.admin.service.current();
+        let doc = &current.doc;
+        let t = self.tenant_in(doc, kind)?;
+        let i = edit::find(&edit::objects(doc, kind, t), kind, id).ok_or_else(|| {
+            ApiError::not_found(format!("{} `{id}`: no such {}", kind.noun, kind.noun))
+        })?;
+        Ok(Json(edit::show(doc, kind, t, i)).into_response())
+    }
+
+    fn writable(kind: &Kind) -> Result<(), ApiError> {
+        if kind.writable {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "{}s are read-only here: they are edited in the configuration file",
+                    kind.noun
+                ),
+            ))
+        }
+    }
+
+    /// Makes a change through the service and logs it; maps every way it can fail.
+    async fn change(
+        &self,
+        kind: &Kind,
+        action: &str,
+        f: impl FnOnce(&mut toml_edit::DocumentMut, usize) -> Result<Edited, ApiError>,
+    ) -> Result<Edited, ApiError> {
+        let mut object = None;
+        let tenant = self.tenant;
+        let scope = kind.scope;
+        let result = self
+            .admin
+            .service
+            .change(|doc| {
+                let t = match scope {
+                    super::model::Scope::Tenant => edit::tenant_index(doc, tenant)?,
+                    _ => 0,
+                };
+                let edited = f(doc, t)?;
+                object = Some(edited.path.clone());
+                Ok::<_, ApiError>(edited)
+            })
+            .await;
+        match result {
+            Ok((edited, written)) => {
+                tracing::info!(
+                    token = self.caller,
+                    action,
+                    kind = kind.path,
+                    object = edited.name.as_str(),
+                    tenant = self.tenant.unwrap_or(""),
+                    written,
+                    "configuration changed through the admin API"
+                );
+                Ok(edited)
+            }
+            Err(ChangeError::Edit(e)) => Err(e),
+            Err(ChangeError::Invalid(errors)) => {
+                Err(ApiError::from_config(&errors, object.as_deref()))
+            }
+            Err(ChangeError::Conflict) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "the configuration file changed on disk since it was loaded: reload it first",
+            )),
+            Err(ChangeError::Io(e)) => {
+                tracing::error!(error = %e, "admin API change not written, the running rules stay");
+                Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
+            }
+            Err(ChangeError::Stopped) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the proxy is stopping",
+            )),
+        }
+    }
+
+    async fn create(&self, kind: &'static Kind, body: &Map<String, Value>) -> Reply {
+        Self::writable(kind)?;
+        let edited = self
+            .change(kind, "create", |doc, t| edit::create(doc, kind, t, body))
+            .await?;
+        let current = self.admin.service.current();
+        let t = self.tenant_in(&current.doc, kind)?;
+        let objs = edit::objects(&current.doc, kind, t);
+        let i = edit::find(&objs, kind, &edited.name)
+            .ok_or_else(|| ApiError::not_found("the new object is gone"))?;
+        let shown = edit::show(&current.doc, kind, t, i);
+        let location = format!("/1.1/{}/{}", kind.path, encode(&edited.name));
+        let mut r = (StatusCode::CREATED, Json(shown)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        Ok(r)
+    }
+
+    async fn update(&self, kind: &'static Kind, id: &str, body: &Map<String, Value>) -> Reply {
+        Self::writable(kind)?;
+        self.change(kind, "update", |doc, t| {
+            edit::update(doc, kind, t, id, body)
+        })
+        .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn delete(&self, kind: &'static Kind, id: &str) -> Reply {
+        Self::writable(kind)?;
+        self.change(kind, "delete", |doc, t| edit::delete(doc, kind, t, id))
+            .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    async fn associate(&self, kind: &'static Kind, id: &str, name: &str, on: bool) -> Reply {
+        let action = if on { "associate" } else { "dissociate" };
+        self.change(kind, action, |doc, t| {
+            edit::associate(doc, kind, t, id, name, on)
+        })
+        .await?;
+        Ok(StatusCode::NO_CONTENT.into_response())
+    }
+
+    /// `GET` (`clear` false) or `DELETE` a user's PIN lockout.
+    async fn lockout(&self, id: &str, clear: bool) -> Reply {
+        let (tenant, user) = {
+            let current = self.admin.service.current();
+            let doc = &current.doc;
+            let t = edit::tenant_index(doc, self.tenant)?;
+            let users = edit::objects(doc, &USERS, t);
+            let i = edit::find(&users, &USERS, id)
+                .ok_or_else(|| ApiError::not_found(format!("user `{id}`: no such user")))?;
+            let name = super::model::str_of(users[i], "name")
+                .unwrap_or_default()
+                .to_owned();
+            (edit::tenant_name(doc, t), name)
+        };
+        let subject = Subject::User(tenant.as_str().into(), user.as_str().into());
+        let stopping = || ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the proxy is stopping");
+        if clear {
+            let was = self
+                .admin
+                .service
+                .ask(|reply| Control::ClearLockout { subject, reply })
+                .await
+                .ok_or_else(stopping)?;
+            tracing::info!(
+                token = self.caller,
+                tenant = tenant.as_str(),
+                user = user.as_str(),
+                was_locked = was,
+                "PIN lockout cleared through the admin API"
+            );
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let left = self
+            .admin
+            .service
+            .ask(|reply| Control::Lockout { subject, reply })
+            .await
+            .ok_or_else(stopping)?;
+        Ok(Json(serde_json::json!({
+            "user": user,
+            "locked": left.is_some(),
+            "remaining_s": left.map(|d| d.as_secs_f64().ceil() as u64),
+        }))
+        .into_response())
+    }
+}
+
+/// A name as one path segment of a URL.
+fn encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /1.1/check?from=&to=[&forwarded_by=&pin=]`: the decision, as `check --json`, with
+/// the explanation's lines.
+async fn check(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+    RawQuery(raw_query): RawQuery,
+) -> Reply {
+    let query = query_pairs(raw_query.as_deref())?;
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut errors = Vec::new();
+    for (k, _) in &query {
+        if !["from", "to", "forwarded_by", "pin", "tenant"].contains(&k.as_str()) {
+            errors.push(format!("{k}: unknown parameter"));
+        }
+    }
+    for k in ["from", "to"] {
+        if get(k).is_none_or(str::is_empty) {
+            errors.push(format!("{k}: required"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let current = admin.service.current();
+    let request = report::CheckRequest {
+        from: get("from").unwrap_or_default(),
+        to: get("to").unwrap_or_default(),
+        tenant: tenant_of(&headers, &query),
+        forwarded_by: get("forwarded_by").filter(|f| !f.is_empty()),
+        pin: get("pin").filter(|p| !p.is_empty()),
+    };
+    let (decision, lines) = report::check(&current.policy, &request).map_err(|e| match e {
+        report::CheckError::UnknownTenant(_) => ApiError::not_found(format!("tenant: {e}")),
+        report::CheckError::WhichTenant => ApiError::bad_request(format!(
+            "tenant: {e} with the Wazo-Tenant header or ?tenant="
+        )),
+        report::CheckError::BadPin(_) => ApiError::bad_request(format!("pin: {e}")),
+    })?;
+    let mut out = report::decision_json(&current.policy, &decision);
+    out.insert("explanation".into(), lines.into());
+    Ok(Json(out).into_response())
+}
+
+/// `POST /1.1/reload` (SPEC §9.1).
+async fn reload(
+    State(admin): State<Arc<Admin>>,
+    Extension(Caller(caller)): Extension<Caller>,
+) -> Reply {
+    tracing::info!(
+        token = caller.as_str(),
+        "reload asked through the admin API"
+    );
+    match admin.service.reload().await {
+        Ok(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(ReloadError::Invalid(errors)) => Err(ApiError::invalid(
+            errors.0.iter().map(ToString::to_string).collect(),
+        )),
+        Err(ReloadError::Stopped) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is stopping",
+        )),
+    }
+}
