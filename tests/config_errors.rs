@@ -2171,3 +2171,95 @@ fn new_limits_are_checked_and_rtp_ports_need_an_even_port() {
         (5, 9, 30)
     );
 }
+
+#[test]
+fn admin_listener_needs_tokens_off_loopback() {
+    let text = base() + "\n[admin]\nlisten = \"0.0.0.0:8080\"\n";
+    let errors = invalid(&text);
+    let e = find(&errors, "admin", &["`tokens` are required", "0.0.0.0:8080"]);
+    assert_eq!(e.position, Some(pos(&text, "\"0.0.0.0:8080\"")));
+    let with_tokens = base()
+        + "\n[admin]\nlisten = \"0.0.0.0:8080\"\ntokens = [{ name = \"ops\", token = \"a-long-enough-token\" }]\n";
+    let c = valid(&with_tokens);
+    let admin = c.admin.expect("[admin] is read");
+    assert_eq!(
+        admin.tokens,
+        [("ops".to_owned(), "a-long-enough-token".to_owned())]
+    );
+    // Loopback needs none, IPv6 included.
+    for listen in ["127.0.0.1:8080", "[::1]:0", "127.9.9.9:1"] {
+        valid(&format!("{}\n[admin]\nlisten = \"{listen}\"\n", base()));
+    }
+}
+
+#[test]
+fn admin_errors_are_all_reported() {
+    let text = base()
+        + "\n[admin]\nlisten = \"localhost:80\"\ntokens = [\n  { name = \"ops\", token = \"\" },\n  { name = \"ops\", token = \"with space in it\" },\n  { token = \"no-name-given-here\" },\n  { name = \"short\", token = \"abc\" },\n]\n";
+    let errors = invalid(&text);
+    find(
+        &errors,
+        "admin",
+        &["`listen`", "localhost:80", "not IP:PORT"],
+    );
+    find(&errors, "admin", &["duplicate token name `ops`"]);
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.message.contains("`token` must be non-empty"))
+            .count(),
+        2,
+        "{}",
+        list(&errors)
+    );
+    find(&errors, "admin, token #3", &["missing required key `name`"]);
+    // A short token is valid, with a warning.
+    let short = base()
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"t\", token = \"abc\" }]\n";
+    let c = valid(&short);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("shorter than 16")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn names_are_path_and_log_safe() {
+    for (name, why) in [
+        ("", "must not be empty"),
+        ("a/b", "must not contain `/`"),
+        ("bad\u{7}bell", "control characters"),
+    ] {
+        let text = with(&format!(
+            "\n  [[tenant.users]]\n  name = {}\n  extension = \"1001\"\n",
+            toml_string(name)
+        ));
+        let errors = invalid(&text);
+        find(&errors, "user", &["`name`", why]);
+    }
+    let long = "x".repeat(129);
+    let text = with(&format!(
+        "\n  [[tenant.call_permissions]]\n  name = \"{long}\"\n  extensions = [\"1\"]\n"
+    ));
+    find(&invalid(&text), "call_permission", &["longer than 128"]);
+    let ok = "y".repeat(128);
+    valid(&with(&format!(
+        "\n  [[tenant.call_permissions]]\n  name = \"{ok}\"\n  extensions = [\"1\"]\n"
+    )));
+}
+
+/// A TOML basic string holding `s` (control characters escaped).
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

@@ -18,6 +18,8 @@ mod guard;
 mod list;
 mod model;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

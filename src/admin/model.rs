@@ -456,9 +456,12 @@ pub fn toml_list(items: &[String]) -> Value {
 /// Sets `key` of an object to `value`, keeping the comment that followed the old value; a
 /// new key is indented like the object's first key.
 pub fn set(t: &mut dyn TableLike, key: &str, mut value: Value) {
-    if let Some(old) = t.get(key).and_then(Item::as_value) {
-        *value.decor_mut() = old.decor().clone();
-        t.insert(key, Item::Value(value));
+    if let Some(slot) = t.get_mut(key) {
+        // Replaced in place: the key keeps its own layout (indentation) too.
+        if let Some(old) = slot.as_value() {
+            *value.decor_mut() = old.decor().clone();
+        }
+        *slot = Item::Value(value);
         return;
     }
     let indent = t
