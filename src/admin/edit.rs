@@ -308,21 +308,28 @@ fn rules(v: &Json) -> Result<Value, String> {
                 "[{i}]: expected an object with metric, pattern and action"
             ));
         };
+        if let Some(k) = rule
+            .keys()
+            .find(|k| !["metric", "pattern", "action"].contains(&k.as_str()))
+        {
+            return Err(format!("[{i}].{k}: unknown key"));
+        }
+        // In the order an administrator writes them.
         let mut t = InlineTable::new();
-        for (k, v) in rule {
-            match (k.as_str(), v) {
-                ("metric", Json::Number(n)) => match n.as_i64() {
-                    Some(m) => {
-                        t.insert("metric", Value::from(m));
-                    }
-                    None => return Err(format!("[{i}].metric: expected a whole number")),
-                },
-                ("pattern" | "action", Json::String(s)) => {
+        match rule.get("metric") {
+            None => {}
+            Some(Json::Number(n)) if n.as_i64().is_some() => {
+                t.insert("metric", Value::from(n.as_i64().unwrap_or_default()));
+            }
+            Some(_) => return Err(format!("[{i}].metric: expected a whole number")),
+        }
+        for k in ["pattern", "action"] {
+            match rule.get(k) {
+                None => {}
+                Some(Json::String(s)) => {
                     t.insert(k, Value::from(s.as_str()));
                 }
-                ("metric", _) => return Err(format!("[{i}].metric: expected a whole number")),
-                ("pattern" | "action", _) => return Err(format!("[{i}].{k}: expected a string")),
-                _ => return Err(format!("[{i}].{k}: unknown key")),
+                Some(_) => return Err(format!("[{i}].{k}: expected a string")),
             }
         }
         out.push(t);

@@ -439,6 +439,16 @@ pub fn object_json(kind: &Kind, t: &dyn TableLike) -> Map<String, Json> {
     out
 }
 
+/// Lays a list out one item per line, indented one step more than its key.
+fn one_per_line(a: &mut Array, indent: &str) {
+    for v in a.iter_mut() {
+        v.decor_mut().set_prefix(format!("\n{indent}  "));
+        v.decor_mut().set_suffix("");
+    }
+    a.set_trailing_comma(true);
+    a.set_trailing(format!("\n{indent}"));
+}
+
 /// A JSON string as a TOML string.
 pub fn toml_str(s: &str) -> Value {
     Value::from(s)
@@ -456,10 +466,21 @@ pub fn toml_list(items: &[String]) -> Value {
 /// Sets `key` of an object to `value`, keeping the comment that followed the old value; a
 /// new key is indented like the object's first key.
 pub fn set(t: &mut dyn TableLike, key: &str, mut value: Value) {
+    let key_indent = t
+        .key(key)
+        .and_then(|k| k.leaf_decor().prefix().and_then(|p| p.as_str()))
+        .unwrap_or("")
+        .to_owned();
     if let Some(slot) = t.get_mut(key) {
         // Replaced in place: the key keeps its own layout (indentation) too.
         if let Some(old) = slot.as_value() {
             *value.decor_mut() = old.decor().clone();
+            // A list written one item per line stays so.
+            if let (Value::Array(was), Value::Array(new)) = (old, &mut value) {
+                if was.to_string().contains('\n') {
+                    one_per_line(new, &key_indent);
+                }
+            }
         }
         *slot = Item::Value(value);
         return;

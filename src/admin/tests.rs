@@ -237,3 +237,31 @@ fn bodies_are_read_strictly() {
     edit::update(&mut d, &USERS, 0, "alice", &shown).expect("round trip");
     assert_eq!(d.to_string(), before, "a round trip changes nothing");
 }
+
+#[test]
+fn a_list_written_one_item_per_line_stays_so() {
+    let text = TWO_TENANTS.replace(
+        r#"rules = [{ metric = 1, pattern = "mobile", action = "allow" }]"#,
+        "rules = [\n    { metric = 1, pattern = \"mobile\", action = \"allow\" },\n  ]",
+    );
+    let mut d: DocumentMut = text.parse().expect("parse");
+    edit::update(
+        &mut d,
+        &CALL_ACLS,
+        0,
+        "acl",
+        &obj(
+            json!({"rules": [{"action": "deny", "pattern": "mobile", "metric": 5},
+                              {"metric": 9, "pattern": "mobile", "action": "allow"}]}),
+        ),
+    )
+    .expect("update");
+    let out = d.to_string();
+    assert!(
+        out.contains(
+            "  rules = [\n    { metric = 5, pattern = \"mobile\", action = \"deny\" },\n    { metric = 9, pattern = \"mobile\", action = \"allow\" },\n  ]\n"
+        ),
+        "{out}"
+    );
+    checked(&d);
+}
