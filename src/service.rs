@@ -145,7 +145,7 @@ impl Service {
                 return Err(ReloadError::Invalid(errors));
             }
         };
-        let reloaded = self.apply(&fixed_then, config, text).await?;
+        let reloaded = self.apply(&fixed_then, config, text, None).await?;
         tracing::info!(config = %self.path.display(), "configuration reloaded");
         Ok(reloaded)
     }
@@ -153,58 +153,62 @@ impl Service {
     /// Edits the file as it was loaded, and when the result is a valid configuration writes
     /// it (atomically) and puts it in force. `edit` says what it did (`T`); when it changed
     /// nothing, nothing is written. The bool says whether the file was written.
+    ///
+    /// Reading, editing, printing and checking the file run on the blocking pool: a large
+    /// configuration takes a good part of a second to check, and the proxy's core task must
+    /// not wait for it.
     pub async fn change<T, E>(
         &self,
-        edit: impl FnOnce(&mut DocumentMut) -> Result<T, E>,
-    ) -> Result<(T, bool), ChangeError<E>> {
+        edit: impl FnOnce(&mut DocumentMut) -> Result<T, E> + Send + 'static,
+    ) -> Result<(T, bool), ChangeError<E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
         let fixed_then = self.fixed.lock().await;
         let current = self.current();
         let path = self.path.clone();
-        let on_disk = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        let prepared = tokio::task::spawn_blocking(move || prepare(&path, &current, edit))
             .await
-            .map_err(|_| ChangeError::Stopped)?
-            .map_err(|e| ChangeError::Io(format!("cannot read the configuration: {e}")))?;
-        if on_disk != current.text {
-            return Err(ChangeError::Conflict);
-        }
-        let mut doc = current.doc.clone();
-        let done = edit(&mut doc).map_err(ChangeError::Edit)?;
-        let text = doc.to_string();
-        if text == current.text {
-            return Ok((done, false));
-        }
-        let path = self.path.clone();
-        let checked = tokio::task::spawn_blocking(move || {
-            let file = path.display().to_string();
-            Config::from_toml(&text, &file, path.parent()).map(|c| (c, text))
-        })
-        .await
-        .map_err(|_| ChangeError::Stopped)?;
-        let (config, text) = checked.map_err(ChangeError::Invalid)?;
+            .map_err(|_| ChangeError::Stopped)??;
+        let (done, config, text, doc) = match prepared {
+            Prepared::Unchanged(done) => return Ok((done, false)),
+            Prepared::Changed(p) => *p,
+        };
         let path = self.path.clone();
         let written = text.clone();
         tokio::task::spawn_blocking(move || write_atomically(&path, &written))
             .await
             .map_err(|_| ChangeError::Stopped)?
             .map_err(|e| ChangeError::Io(format!("cannot write the configuration: {e}")))?;
-        self.apply(&fixed_then, config, text)
+        self.apply(&fixed_then, config, text, Some(doc))
             .await
             .map_err(|_| ChangeError::Stopped)?;
         Ok((done, true))
     }
 
-    /// Puts a checked configuration in force and makes it the current one.
+    /// Puts a checked configuration in force and makes it the current one; `doc` is its
+    /// text parsed for editing, when the caller has it already.
     async fn apply(
         &self,
         fixed_then: &Fixed,
         config: Config,
         text: String,
+        doc: Option<DocumentMut>,
     ) -> Result<Reloaded, ReloadError> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
         let needs_restart = needs_restart(fixed_then, &fixed(&config));
-        let doc = text.parse::<DocumentMut>().unwrap_or_default();
+        let (text, doc) = match doc {
+            Some(d) => (text, d),
+            None => tokio::task::spawn_blocking(move || {
+                let doc = text.parse::<DocumentMut>().unwrap_or_default();
+                (text, doc)
+            })
+            .await
+            .map_err(|_| ReloadError::Stopped)?,
+        };
         let loaded = Arc::new(Loaded {
             text,
             doc,
@@ -241,6 +245,38 @@ impl Service {
         self.control.send(make(reply)).await.ok()?;
         answer.await.ok()
     }
+}
+
+/// What an edit of the file came to.
+enum Prepared<T> {
+    /// The file would stay as it is: nothing to write.
+    Unchanged(T),
+    /// A valid new file: what the edit said, the checked configuration, its text, its
+    /// document.
+    Changed(Box<(T, Config, String, DocumentMut)>),
+}
+
+/// The blocking part of a change: the file must still be what was loaded; the edit is made
+/// on a copy of the document and the result checked as a whole.
+fn prepare<T, E>(
+    path: &Path,
+    current: &Loaded,
+    edit: impl FnOnce(&mut DocumentMut) -> Result<T, E>,
+) -> Result<Prepared<T>, ChangeError<E>> {
+    let on_disk = std::fs::read_to_string(path)
+        .map_err(|e| ChangeError::Io(format!("cannot read the configuration: {e}")))?;
+    if on_disk != current.text {
+        return Err(ChangeError::Conflict);
+    }
+    let mut doc = current.doc.clone();
+    let done = edit(&mut doc).map_err(ChangeError::Edit)?;
+    let text = doc.to_string();
+    if text == current.text {
+        return Ok(Prepared::Unchanged(done));
+    }
+    let file = path.display().to_string();
+    let config = Config::from_toml(&text, &file, path.parent()).map_err(ChangeError::Invalid)?;
+    Ok(Prepared::Changed(Box::new((done, config, text, doc))))
 }
 
 /// The settings that differ between what the proxy started with and `now`, of those that

@@ -6,7 +6,7 @@
 //! Errors here are the API's own (an unknown object, a key of the wrong type); whether the
 //! result is a valid configuration is the checker's business, afterwards.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value as Json};
 use toml_edit::{Array, DocumentMut, InlineTable, Item, TableLike, Value};
@@ -122,36 +122,61 @@ fn locate(doc: &DocumentMut, kind: &Kind, t: usize, id: &str) -> Result<usize, A
 
 /// An object as the API shows it, with its links.
 pub fn show(doc: &DocumentMut, kind: &Kind, t: usize, i: usize) -> Map<String, Json> {
-    let objs = objects(doc, kind, t);
-    let mut out = object_json(kind, objs[i]);
-    let name = str_of(objs[i], "name").unwrap_or_default();
-    if let Some(list) = kind.linked_by {
-        let names = naming(doc, &CALL_PERMISSIONS, t, list, name);
-        out.insert("call_permissions".into(), names.into());
-    }
-    if kind.path == USERS.path {
-        out.insert(
-            "groups".into(),
-            naming(doc, &GROUPS, t, "members", name).into(),
-        );
-    }
-    out
-}
-
-/// The names of the objects of `kind` whose list `key` names `name`.
-fn naming(doc: &DocumentMut, kind: &Kind, t: usize, key: &str, name: &str) -> Vec<String> {
-    objects(doc, kind, t)
-        .into_iter()
-        .filter(|o| list_of(*o, key).iter().any(|n| n == name))
-        .filter_map(|o| str_of(o, "name").map(str::to_owned))
-        .collect()
+    let links = Links::of(doc, kind, t);
+    links.show(kind, objects(doc, kind, t)[i])
 }
 
 /// Every object of a kind, as JSON.
 pub fn show_all(doc: &DocumentMut, kind: &Kind, t: usize) -> Vec<Map<String, Json>> {
-    (0..objects(doc, kind, t).len())
-        .map(|i| show(doc, kind, t, i))
+    let links = Links::of(doc, kind, t);
+    objects(doc, kind, t)
+        .into_iter()
+        .map(|o| links.show(kind, o))
         .collect()
+}
+
+/// Who names the objects of a kind, by name: the call permissions that list each one, and
+/// for users the groups they are in. Gathered once for a whole list, so that showing N
+/// objects costs one pass over the permissions, not N.
+struct Links {
+    permissions: Option<HashMap<String, Vec<String>>>,
+    groups: Option<HashMap<String, Vec<String>>>,
+}
+
+impl Links {
+    fn of(doc: &DocumentMut, kind: &Kind, t: usize) -> Links {
+        let index = |holder: &Kind, key: &str| {
+            let mut map: HashMap<String, Vec<String>> = HashMap::new();
+            for o in objects(doc, holder, t) {
+                let Some(name) = str_of(o, "name") else {
+                    continue;
+                };
+                for member in list_of(o, key) {
+                    map.entry(member).or_default().push(name.to_owned());
+                }
+            }
+            map
+        };
+        Links {
+            permissions: kind.linked_by.map(|list| index(&CALL_PERMISSIONS, list)),
+            groups: (kind.path == USERS.path).then(|| index(&GROUPS, "members")),
+        }
+    }
+
+    fn show(&self, kind: &Kind, o: &dyn TableLike) -> Map<String, Json> {
+        let mut out = object_json(kind, o);
+        let name = str_of(o, "name").unwrap_or_default();
+        let names = |map: &HashMap<String, Vec<String>>| -> Json {
+            map.get(name).cloned().unwrap_or_default().into()
+        };
+        if let Some(p) = &self.permissions {
+            out.insert("call_permissions".into(), names(p));
+        }
+        if let Some(g) = &self.groups {
+            out.insert("groups".into(), names(g));
+        }
+        out
+    }
 }
 
 /// Where an object is in the file, as the checker names it (`tenant[0].users[3]`): its

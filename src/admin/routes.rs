@@ -159,9 +159,9 @@ async fn objects(
         tenant,
     };
     match (target, method) {
-        (Target::All(kind), Method::GET) => ctx.list(kind, &query),
+        (Target::All(kind), Method::GET) => ctx.list(kind, query).await,
         (Target::All(kind), Method::POST) => ctx.create(kind, &body_object(&body)?).await,
-        (Target::One(kind, id), Method::GET) => ctx.get(kind, &id),
+        (Target::One(kind, id), Method::GET) => ctx.get(kind, &id).await,
         (Target::One(kind, id), Method::PUT) => ctx.update(kind, &id, &body_object(&body)?).await,
         (Target::One(kind, id), Method::DELETE) => ctx.delete(kind, &id).await,
         (Target::Link(kind, id, name), Method::PUT) => ctx.associate(kind, &id, &name, true).await,
@@ -177,6 +177,28 @@ async fn objects(
     }
 }
 
+/// The tenant index for a kind (0 for kinds outside tenants, which ignore it).
+fn tenant_in(
+    doc: &toml_edit::DocumentMut,
+    kind: &Kind,
+    tenant: Option<&str>,
+) -> Result<usize, ApiError> {
+    match kind.scope {
+        super::model::Scope::Tenant => edit::tenant_index(doc, tenant),
+        _ => Ok(0),
+    }
+}
+
+/// Runs `f` on the blocking pool.
+async fn blocking(f: impl FnOnce() -> Reply + Send + 'static) -> Reply {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is stopping",
+        ))
+    })
+}
+
 /// One request's context.
 struct Ctx<'a> {
     admin: &'a Admin,
@@ -185,29 +207,32 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The tenant index for a kind (0 for kinds outside tenants, which ignore it).
-    fn tenant_in(&self, doc: &toml_edit::DocumentMut, kind: &Kind) -> Result<usize, ApiError> {
-        match kind.scope {
-            super::model::Scope::Tenant => edit::tenant_index(doc, self.tenant),
-            _ => Ok(0),
-        }
+    /// Lists and objects are shown on the blocking pool: a list of 10,000 users is work the
+    /// proxy's core task must not wait for.
+    async fn list(&self, kind: &'static Kind, query: Vec<(String, String)>) -> Reply {
+        let current = self.admin.service.current();
+        let tenant = self.tenant.map(str::to_owned);
+        blocking(move || {
+            let t = tenant_in(&current.doc, kind, tenant.as_deref())?;
+            let items = edit::show_all(&current.doc, kind, t);
+            Ok(Json(page(items, &query)?).into_response())
+        })
+        .await
     }
 
-    fn list(&self, kind: &Kind, query: &[(String, String)]) -> Reply {
+    async fn get(&self, kind: &'static Kind, id: &str) -> Reply {
         let current = self.admin.service.current();
-        let t = self.tenant_in(&current.doc, kind)?;
-        let items = edit::show_all(&current.doc, kind, t);
-        Ok(Json(page(items, query)?).into_response())
-    }
-
-    fn get(&self, kind: &Kind, id: &str) -> Reply {
-        let current = self.admin.service.current();
-        let doc = &current.doc;
-        let t = self.tenant_in(doc, kind)?;
-        let i = edit::find(&edit::objects(doc, kind, t), kind, id).ok_or_else(|| {
-            ApiError::not_found(format!("{} `{id}`: no such {}", kind.noun, kind.noun))
-        })?;
-        Ok(Json(edit::show(doc, kind, t, i)).into_response())
+        let tenant = self.tenant.map(str::to_owned);
+        let id = id.to_owned();
+        blocking(move || {
+            let doc = &current.doc;
+            let t = tenant_in(doc, kind, tenant.as_deref())?;
+            let i = edit::find(&edit::objects(doc, kind, t), kind, &id).ok_or_else(|| {
+                ApiError::not_found(format!("{} `{id}`: no such {}", kind.noun, kind.noun))
+            })?;
+            Ok(Json(edit::show(doc, kind, t, i)).into_response())
+        })
+        .await
     }
 
     fn writable(kind: &Kind) -> Result<(), ApiError> {
@@ -229,24 +254,30 @@ impl Ctx<'_> {
         &self,
         kind: &Kind,
         action: &str,
-        f: impl FnOnce(&mut toml_edit::DocumentMut, usize) -> Result<Edited, ApiError>,
+        f: impl FnOnce(&mut toml_edit::DocumentMut, usize) -> Result<Edited, ApiError> + Send + 'static,
     ) -> Result<Edited, ApiError> {
-        let mut object = None;
-        let tenant = self.tenant;
+        // Where the edited object is, for naming errors by field even when the edit is
+        // refused by the checker (the edit runs on the blocking pool).
+        let object = Arc::new(std::sync::Mutex::new(None));
+        let seen = object.clone();
+        let tenant = self.tenant.map(str::to_owned);
         let scope = kind.scope;
         let result = self
             .admin
             .service
-            .change(|doc| {
+            .change(move |doc| {
                 let t = match scope {
-                    super::model::Scope::Tenant => edit::tenant_index(doc, tenant)?,
+                    super::model::Scope::Tenant => edit::tenant_index(doc, tenant.as_deref())?,
                     _ => 0,
                 };
                 let edited = f(doc, t)?;
-                object = Some(edited.path.clone());
+                if let Ok(mut o) = seen.lock() {
+                    *o = Some(edited.path.clone());
+                }
                 Ok::<_, ApiError>(edited)
             })
             .await;
+        let object = object.lock().ok().and_then(|o| o.clone());
         match result {
             Ok((edited, written)) => {
                 tracing::info!(
@@ -282,10 +313,13 @@ impl Ctx<'_> {
     async fn create(&self, kind: &'static Kind, body: &Map<String, Value>) -> Reply {
         Self::writable(kind)?;
         let edited = self
-            .change(kind, "create", |doc, t| edit::create(doc, kind, t, body))
+            .change(kind, "create", {
+                let body = body.clone();
+                move |doc, t| edit::create(doc, kind, t, &body)
+            })
             .await?;
         let current = self.admin.service.current();
-        let t = self.tenant_in(&current.doc, kind)?;
+        let t = tenant_in(&current.doc, kind, self.tenant)?;
         let objs = edit::objects(&current.doc, kind, t);
         let i = edit::find(&objs, kind, &edited.name)
             .ok_or_else(|| ApiError::not_found("the new object is gone"))?;
@@ -300,8 +334,9 @@ impl Ctx<'_> {
 
     async fn update(&self, kind: &'static Kind, id: &str, body: &Map<String, Value>) -> Reply {
         Self::writable(kind)?;
-        self.change(kind, "update", |doc, t| {
-            edit::update(doc, kind, t, id, body)
+        let (id, body) = (id.to_owned(), body.clone());
+        self.change(kind, "update", move |doc, t| {
+            edit::update(doc, kind, t, &id, &body)
         })
         .await?;
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -309,15 +344,19 @@ impl Ctx<'_> {
 
     async fn delete(&self, kind: &'static Kind, id: &str) -> Reply {
         Self::writable(kind)?;
-        self.change(kind, "delete", |doc, t| edit::delete(doc, kind, t, id))
-            .await?;
+        let id = id.to_owned();
+        self.change(kind, "delete", move |doc, t| {
+            edit::delete(doc, kind, t, &id)
+        })
+        .await?;
         Ok(StatusCode::NO_CONTENT.into_response())
     }
 
     async fn associate(&self, kind: &'static Kind, id: &str, name: &str, on: bool) -> Reply {
         let action = if on { "associate" } else { "dissociate" };
-        self.change(kind, action, |doc, t| {
-            edit::associate(doc, kind, t, id, name, on)
+        let (id, name) = (id.to_owned(), name.to_owned());
+        self.change(kind, action, move |doc, t| {
+            edit::associate(doc, kind, t, &id, &name, on)
         })
         .await?;
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -7,7 +7,7 @@
 //! - [`sipp::SippCommand`], [`sipp::Sipp`], [`sipp::SippRun`]: SIPp started with the options
 //!   every run gets, waited for until bound, finished with a time limit, and its statistics
 //!   and message log read back;
-//! - [`http`]: a minimal HTTP/1.1 client for the admin API;
+//! - [`http`]: a minimal HTTP/1.1 client for the admin API; [`invite`]: one INVITE over UDP;
 //! - [`net`]: the next hops the test holds, free ports for SIPp, the kernel's socket tables;
 //! - here: per-test directories, reading files, scenario paths.
 //!
@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod invite;
 pub mod net;
 pub mod process;
 pub mod proxy;
