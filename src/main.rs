@@ -199,6 +199,11 @@ fn run(path: &std::path::Path) -> ExitCode {
             ..
         } = config;
         let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen).await?;
+        // Decisions as they are made, for the admin API's live feed; a subscriber that falls
+        // behind skips what it missed instead of holding memory.
+        let decisions = admin
+            .as_ref()
+            .map(|_| tokio::sync::broadcast::channel(1024).0);
         if let Some(admin) = admin {
             let listener = tokio::net::TcpListener::bind(admin.listen)
                 .await
@@ -210,8 +215,9 @@ fn run(path: &std::path::Path) -> ExitCode {
                 })?;
             tracing::info!(admin = %listener.local_addr()?, "admin API listening");
             let service = service.clone();
+            let feed = decisions.clone().expect("made with the admin listener");
             tokio::spawn(async move {
-                if let Err(e) = sipscreen::admin::serve(listener, service).await {
+                if let Err(e) = sipscreen::admin::serve(listener, service, feed).await {
                     tracing::error!(error = %e, "the admin API stopped");
                 }
             });
@@ -224,7 +230,15 @@ fn run(path: &std::path::Path) -> ExitCode {
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
-        sipscreen::transport::run(settings, policy, sockets, shutdown_signal(), controlled).await
+        sipscreen::transport::run(
+            settings,
+            policy,
+            sockets,
+            shutdown_signal(),
+            controlled,
+            decisions,
+        )
+        .await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -105,6 +105,26 @@ pub fn decision_json(policy: &Policy, d: &Decision) -> Map<String, Value> {
     }
 }
 
+/// One screened call as `replay --json` prints it and the admin API's `/1.1/events` sends
+/// it: `call_id`, `time` (RFC 3339, UTC), `source`, then the keys of `check --json`.
+pub fn screening_json(
+    policy: &Policy,
+    call_id: &str,
+    time: std::time::SystemTime,
+    source: crate::proxy::Peer,
+    d: &Decision,
+) -> Map<String, Value> {
+    let mut obj = Map::new();
+    obj.insert("call_id".into(), Value::String(call_id.to_owned()));
+    obj.insert(
+        "time".into(),
+        Value::String(humantime::format_rfc3339_micros(time).to_string()),
+    );
+    obj.insert("source".into(), Value::String(source.to_string()));
+    obj.extend(decision_json(policy, d));
+    obj
+}
+
 /// The readable form of `check`: the explanation lines, then the outcome.
 pub fn decision_text(policy: &Policy, d: &Decision, lines: &[String]) -> String {
     let t = &policy.tenants[d.tenant].spec;

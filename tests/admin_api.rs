@@ -653,3 +653,51 @@ fn a_pin_lockout_is_seen_and_cleared() {
     assert_eq!(api.get("/1.1/users/nobody/lockout").status, 404);
     proxy.stop_ok();
 }
+
+#[test]
+fn the_live_feed_shows_each_decision() {
+    use std::io::{BufRead, BufReader, Write};
+    let w = World::new("events");
+    let proxy = Sipscreen::start(&w.dir, &w.config(LOCAL_ADMIN));
+    let mut feed = std::net::TcpStream::connect(proxy.admin()).expect("connect");
+    feed.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        feed,
+        "GET /1.1/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        proxy.admin()
+    )
+    .expect("ask for the feed");
+    let mut lines = BufReader::new(feed.try_clone().expect("clone")).lines();
+    let status = lines.next().expect("a status line").expect("read");
+    assert!(status.contains(" 200 "), "{status}");
+    // The feed is open once its headers are in; then a refused call is in it.
+    for line in lines.by_ref() {
+        if line.expect("read").is_empty() {
+            break;
+        }
+    }
+    let phone = std::net::UdpSocket::bind((IP, 0)).expect("bind");
+    let codes = common::invite::invite(&phone, proxy.udp(), "feed-1", "1001", "905123456");
+    assert_eq!(codes.last(), Some(&403), "{codes:?}");
+    let mut event = None;
+    for line in lines.by_ref() {
+        let line = line.expect("read the feed");
+        if let Some(data) = line.strip_prefix("data: ") {
+            event = Some(serde_json::from_str::<Value>(data).expect("JSON data"));
+            break;
+        }
+    }
+    let event = event.expect("a decision event");
+    assert_eq!(event["call_id"], "feed-1");
+    assert_eq!(event["decision"], "deny");
+    assert_eq!(event["rule"], "no-premium");
+    assert_eq!(event["identity"], "alice");
+    assert_eq!(event["tenant"], "acme");
+    assert!(
+        event["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{event}"
+    );
+    drop(feed);
+    proxy.stop_ok();
+}

@@ -49,7 +49,7 @@ impl Running {
                 };
                 // Nothing controls this proxy: the sender goes at once.
                 let (_, control) = tokio::sync::mpsc::channel(1);
-                transport::run(settings, config.policy, sockets, shutdown, control)
+                transport::run(settings, config.policy, sockets, shutdown, control, None)
                     .await
                     .expect("the transport runs");
             });

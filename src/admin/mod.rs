@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 
 use crate::service::Service;
 
@@ -33,13 +34,26 @@ pub use error::ApiError;
 /// What the handlers share.
 pub struct Admin {
     service: Arc<Service>,
+    /// The decisions as they are made (JSON), for `/1.1/events`.
+    decisions: broadcast::Sender<Arc<str>>,
+    /// Live feeds open now, bounded by [`MAX_WATCHERS`](routes::MAX_WATCHERS).
+    watchers: std::sync::atomic::AtomicUsize,
     /// The address the interface listens on (after a port 0 was bound).
     listen: SocketAddr,
 }
 
 /// Serves the admin interface on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, service: Arc<Service>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    service: Arc<Service>,
+    decisions: broadcast::Sender<Arc<str>>,
+) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
-    let admin = Arc::new(Admin { service, listen });
+    let admin = Arc::new(Admin {
+        service,
+        decisions,
+        watchers: Default::default(),
+        listen,
+    });
     axum::serve(listener, routes::router(admin)).await
 }

@@ -34,6 +34,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/1.1/api/api.yml", get(api_doc))
         .route("/1.1/check", get(check))
         .route("/1.1/reload", post(reload))
+        .route("/1.1/events", get(events))
         .route("/1.1/{*path}", any(objects))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
@@ -489,4 +490,54 @@ async fn reload(
             "the proxy is stopping",
         )),
     }
+}
+
+/// Live feeds open at once: each holds a connection and a place in the decisions channel.
+pub const MAX_WATCHERS: usize = 16;
+
+/// One open live feed; its place is given back when the feed ends (the client went away).
+struct Watching(Arc<Admin>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0
+            .watchers
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `GET /1.1/events`: Server-Sent Events, one `decision` event per screened call (the JSON
+/// of `replay --json`), as they are made. A watcher that falls behind gets a `lagged` event
+/// saying how many it missed, not a growing queue.
+async fn events(State(admin): State<Arc<Admin>>) -> Reply {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use std::sync::atomic::Ordering;
+    use tokio::sync::broadcast::error::RecvError;
+
+    if admin.watchers.fetch_add(1, Ordering::Relaxed) >= MAX_WATCHERS {
+        admin.watchers.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_WATCHERS} live feeds are open already"),
+        ));
+    }
+    let receiver = admin.decisions.subscribe();
+    let watching = Watching(admin.clone());
+    let stream = futures_util::stream::unfold(
+        (receiver, watching),
+        |(mut receiver, watching)| async move {
+            let event = match receiver.recv().await {
+                Ok(json) => Event::default().event("decision").data(&*json),
+                Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                Err(RecvError::Closed) => return None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (receiver, watching),
+            ))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }

@@ -134,22 +134,13 @@ pub fn replay(config: &Config, messages: &[CapturedMessage]) -> Vec<ReplayedCall
 /// The JSON object of one replayed call: `call_id`, `time`, `source` and the keys of
 /// `check --json`.
 pub fn call_json(config: &Config, call: &ReplayedCall) -> Map<String, Value> {
-    let mut obj = Map::new();
-    obj.insert("call_id".into(), Value::String(call.call_id.clone()));
-    obj.insert("time".into(), Value::String(format_time(call.time)));
-    obj.insert("source".into(), Value::String(format_peer(call.source)));
-    obj.extend(report::decision_json(&config.policy, &call.decision));
-    obj
-}
-
-/// RFC 3339, UTC, microseconds.
-pub fn format_time(t: Duration) -> String {
-    humantime::format_rfc3339_micros(UNIX_EPOCH + t).to_string()
-}
-
-/// `udp:IP:PORT`, as the configuration writes addresses.
-pub fn format_peer(p: Peer) -> String {
-    p.to_string()
+    report::screening_json(
+        &config.policy,
+        &call.call_id,
+        UNIX_EPOCH + call.time,
+        call.source,
+        &call.decision,
+    )
 }
 
 /// Compares replayed calls with expectations (one JSON object per line, each with `call_id`

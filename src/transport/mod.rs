@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::policy::Policy;
 use crate::proxy::pin::Subject;
@@ -158,6 +158,7 @@ pub async fn run(
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
     mut control: mpsc::Receiver<Control>,
+    decisions: Option<broadcast::Sender<Arc<str>>>,
 ) -> io::Result<()> {
     let (events_tx, mut events) = mpsc::channel::<Event>(4096);
     let limits = settings.limits;
@@ -177,6 +178,9 @@ pub async fn run(
         ));
     }
     let mut core = Proxy::new(settings, policy);
+    if decisions.is_some() {
+        core.record_screenings();
+    }
     let mut out = Outbound {
         udp: sockets
             .udp
@@ -232,6 +236,24 @@ pub async fn run(
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
         }
         out.flush(&mut core);
+        if let Some(tx) = &decisions {
+            publish(&mut core, tx);
+        }
+    }
+}
+
+/// Sends the decisions just made to whoever watches them (the admin API's `/1.1/events`),
+/// as JSON lines; rendered only when someone watches. Taken after every step, so the queue
+/// the core keeps them in never grows.
+fn publish(core: &mut Proxy, tx: &broadcast::Sender<Arc<str>>) {
+    let watched = tx.receiver_count() > 0;
+    while let Some(s) = core.poll_screening() {
+        if watched {
+            let at = std::time::SystemTime::now() - s.at.elapsed();
+            let json =
+                crate::report::screening_json(core.policy(), &s.call_id, at, s.source, &s.decision);
+            let _ = tx.send(serde_json::Value::Object(json).to_string().into());
+        }
     }
 }
 
