@@ -372,3 +372,41 @@ pub async fn reload_on_sighup(service: Arc<Service>) {
         let _ = service.reload().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::write_atomically;
+
+    #[test]
+    fn a_write_replaces_the_file_whole_and_keeps_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("sipscreen-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        write_atomically(&path, "new text").expect("written");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "new text");
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("list").collect();
+        assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("sipscreen-nowrite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        // The target is a folder: the rename fails, after the temporary file was written.
+        let target = dir.join("c.toml");
+        std::fs::create_dir_all(target.join("inside")).expect("a folder in the way");
+        assert!(write_atomically(&target, "text").is_err());
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["c.toml"], "the temporary file is gone");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}
