@@ -32,11 +32,15 @@ use std::sync::Arc;
 use crate::policy::Policy;
 use crate::proxy::Settings;
 
+pub use server::LogFormat;
+
 /// A validated configuration: the settings of the proxy core and the policy it enforces.
 #[derive(Debug)]
 pub struct Config {
     pub proxy: Settings,
     pub policy: Arc<Policy>,
+    /// `server.log_format`: how `run` logs, unless the command line says otherwise.
+    pub log_format: LogFormat,
     /// Things that are valid but probably not what was meant (printed by `validate`).
     pub warnings: Vec<String>,
 }
