@@ -20,6 +20,7 @@
 //! - [`transport`]: the only socket code (tokio): UDP and TCP, timers, the task that owns the
 //!   core, and the control channel that reloads it.
 //! - [`service`]: running as a service: reloading the configuration (SIGHUP).
+//! - [`notify`]: telling systemd the service is ready, reloading or stopping (`Type=notify`).
 //! - [`replay`]: captures read back into the same core, the capture's clock as now.
 //! - [`report`]: how a decision is shown (`check`, `replay`).
 //!
@@ -32,6 +33,7 @@
 
 pub mod config;
 pub mod media;
+pub mod notify;
 pub mod percent;
 pub mod policy;
 pub mod proxy;

@@ -212,8 +212,13 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         }
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
+        sipscreen::notify::ready();
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
-        sipscreen::transport::run(settings, policy, sockets, shutdown_signal(), controlled).await
+        let shutdown = async {
+            shutdown_signal().await;
+            sipscreen::notify::stopping();
+        };
+        sipscreen::transport::run(settings, policy, sockets, shutdown, controlled).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

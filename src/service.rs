@@ -66,6 +66,8 @@ impl Service {
     /// Reads the file again and, when it is valid, puts it in force.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let fixed_then = self.fixed.lock().await;
+        // systemd hears RELOADING=1 now and READY=1 on every way out.
+        let _reloading = crate::notify::Reloading::begin();
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || Config::load(&path))
             .await
