@@ -212,10 +212,12 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         }
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
-        sipscreen::notify::ready();
+        // Every signal handler is in place before systemd hears that the proxy is ready.
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
+        let stop = shutdown_signal();
+        sipscreen::notify::ready();
         let shutdown = async {
-            shutdown_signal().await;
+            stop.await;
             sipscreen::notify::stopping();
         };
         sipscreen::transport::run(settings, policy, sockets, shutdown, controlled).await
@@ -359,20 +361,24 @@ fn replay(
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are in place when this returns (their default action
+/// ends the process at once, without draining). Call it within the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }
 

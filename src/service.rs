@@ -154,15 +154,22 @@ fn fixed(config: &Config) -> Fixed {
 }
 
 /// Reloads on every SIGHUP, for as long as the proxy runs.
-pub async fn reload_on_sighup(service: Arc<Service>) {
+///
+/// The handler is in place when this returns, not when the future is first polled: SIGHUP's
+/// default action ends the process, and systemd may send one (`systemctl reload`) as soon
+/// as it hears READY=1. Call it within the runtime.
+pub fn reload_on_sighup(service: Arc<Service>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload through the admin API only");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the configuration");
-        // Errors are logged by reload itself.
-        let _ = service.reload().await;
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot listen for SIGHUP: reload through the admin API only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // Errors are logged by reload itself.
+            let _ = service.reload().await;
+        }
     }
 }
