@@ -1,6 +1,7 @@
 //! `sipscreen run` as a test's proxy: started on a configuration whose `listen` addresses
 //! have port 0, so that the system chooses its ports, which are read back from the INFO line
-//! it logs for every bound listener (`listening listen=udp:127.0.0.1:34449`).
+//! it logs for every bound listener (`listening listen=udp:127.0.0.1:34449`, or its JSON
+//! object with `--log-format json`).
 
 use super::process::Proc;
 use super::{read_lossy, tail, TempDir};
@@ -26,6 +27,18 @@ impl Sipscreen {
     /// Writes `config` to the test directory, starts `sipscreen run` on it with its stderr in
     /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`.
     pub fn start(dir: &TempDir, config: &str) -> Sipscreen {
+        Sipscreen::start_with(dir, config, &[], &[])
+    }
+
+    /// [`Sipscreen::start`] with `args` after `run --config PATH` and `env` set (`RUST_LOG`
+    /// is `info` unless `env` says otherwise). The test's own `NOTIFY_SOCKET`, if it runs
+    /// under systemd, is never passed on.
+    pub fn start_with(
+        dir: &TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sipscreen {
         let wanted = listen_entries(config);
         let path = dir.path("sipscreen.toml");
         fs::write(&path, config).expect("write the configuration");
@@ -36,7 +49,10 @@ impl Sipscreen {
                 .arg("run")
                 .arg("--config")
                 .arg(&path)
+                .args(args)
                 .env("RUST_LOG", "info")
+                .env_remove("NOTIFY_SOCKET")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(&log).expect("create the proxy's log")),
@@ -161,14 +177,20 @@ fn listen_entries(config: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`.
+/// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`,
+/// or `{..."message":"listening","listen":"udp:IP:PORT"...}`.
 fn listening(log: &str) -> Vec<(String, SocketAddr)> {
     log.lines()
         .filter_map(|line| {
-            line.split_once(" listening listen=")?
-                .1
-                .split_whitespace()
-                .next()
+            if line.starts_with('{') {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                if event["message"] != "listening" {
+                    return None;
+                }
+                return event["listen"].as_str().map(str::to_owned);
+            }
+            let listen = line.split_once(" listening listen=")?.1;
+            listen.split_whitespace().next().map(str::to_owned)
         })
         .filter_map(|target| {
             let (transport, addr) = target.split_once(':')?;
