@@ -6,7 +6,8 @@
 //!   `STOPPING=1` at SIGTERM;
 //! - `--log-format json` (or `server.log_format`): every line of the log is a JSON object
 //!   with `timestamp`, `level`, `target` and the event's fields, the decision event's
-//!   included; a bad `log_format` is refused with its line and column;
+//!   included, and so is every error of a configuration `run` refuses; a bad `log_format`
+//!   is refused with its line and column;
 //! - secrets stay out of the log even at `RUST_LOG=trace`: PINs given with the dial prefix or
 //!   typed by SIP INFO, right or wrong, digest passwords and HA1s, the `Proxy-Authorization`
 //!   a phone sends, and a PIN mistyped in a reloaded file.
@@ -21,11 +22,12 @@ mod common;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::net::free_ports;
+use common::process::Proc;
 use common::proxy::Sipscreen;
 use common::TempDir;
 use sipscreen::config::{Config, LogFormat};
@@ -354,12 +356,8 @@ fn a_bad_log_format_is_refused_with_its_line_and_column() {
     let dir = TempDir::new("service", "validate");
     let path = dir.file("bad.toml");
     std::fs::write(&path, &text).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_sipscreen"))
-        .args(["validate", "--config", &path])
-        .output()
-        .expect("run validate");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = sipscreen(&dir, &["validate", "--config", &path]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("{path}:{line}:14: server: `log_format`")),
         "{stderr}"
@@ -376,6 +374,41 @@ fn a_bad_log_format_is_refused_with_its_line_and_column() {
         let c = Config::from_toml(&config, "test.toml", None).expect("valid");
         assert_eq!(c.log_format, format);
     }
+}
+
+#[test]
+fn a_refused_configuration_is_logged_as_json_lines_when_asked() {
+    let dir = TempDir::new("service", "refused");
+    let path = dir.file("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = 5\n").expect("write");
+    let (code, stderr) = sipscreen(&dir, &["run", "--config", &path, "--log-format", "json"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let events = json_lines(&stderr);
+    assert!(
+        events.iter().any(|e| e["level"] == "ERROR"
+            && e["error"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("{path}:2:")))),
+        "each error an event, with its position:\n{stderr}"
+    );
+}
+
+/// Runs a sipscreen command that ends by itself (within [`WAIT`]): its exit code and stderr.
+fn sipscreen(dir: &TempDir, args: &[&str]) -> (Option<i32>, String) {
+    let stderr = dir.path("stderr.log");
+    let mut proc = Proc::spawn(
+        "sipscreen",
+        Command::new(env!("CARGO_BIN_EXE_sipscreen"))
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("create stderr's file")),
+    );
+    let status = proc
+        .wait(WAIT)
+        .unwrap_or_else(|| panic!("sipscreen {args:?} did not end within {WAIT:?}"));
+    (status.code(), common::read_lossy(&stderr))
 }
 
 // ---------------------------------------------------------------------------------------
