@@ -23,15 +23,15 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::net::free_ports;
 use common::process::Proc;
 use common::proxy::Sipscreen;
+use common::sip::{answer, authorization, cseq_method, header, offer, param, status, unique};
 use common::TempDir;
 use sipscreen::config::{Config, LogFormat};
-use sipscreen::proxy::auth::{response, Algorithm, Credentials};
+use sipscreen::proxy::auth::Algorithm;
 
 /// The phones' network: the tenant's only source.
 const PHONES: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -520,21 +520,31 @@ fn no_pin_password_ha1_or_authorization_reaches_the_log_even_at_trace() {
     // configuration); each authenticated call reaches the PBX.
     let softphone = Phone::bind(SOFTPHONE, proxy.udp());
     let mut sent = Vec::new();
-    for (nc, (user, password, reaches)) in [
+    // The nonce may be the one of the call before (it is the same within a second): the
+    // softphone counts its uses (nc).
+    for (nc, (user, password, reaches)) in (1..).zip([
         ("dave", DAVE_PASSWORD, true),
         ("dave", GUESS, false),
         ("erin", ERIN_PASSWORD, true),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ]) {
         let mut call = softphone.call_as(user, "1002");
         let challenge = call.invite_final("");
         assert_eq!(status(&challenge), 407, "{challenge}");
-        // The nonce may be the one of the call before (it is the same within a second): a
-        // phone counts its uses.
-        let credentials = authorization(&challenge, user, &ha1(user, password), &call.uri, nc + 1);
-        call.send_invite(&format!("Proxy-Authorization: {credentials}\r\n"), None);
+        let line = authorization(
+            &challenge,
+            Algorithm::Md5,
+            user,
+            password,
+            "INVITE",
+            &call.uri,
+            nc,
+        );
+        call.send_invite(&line, None);
+        let credentials = line
+            .trim_end()
+            .strip_prefix("Proxy-Authorization: ")
+            .expect("a Proxy-Authorization line")
+            .to_owned();
         if reaches {
             pbx.busy("1002");
             assert_eq!(status(&call.final_response()), 486);
@@ -586,97 +596,6 @@ fn no_pin_password_ha1_or_authorization_reaches_the_log_even_at_trace() {
 
 // ---------------------------------------------------------------------------------------
 // Phones and next hops: UDP sockets of the test, SIP written and read by hand.
-
-/// A fresh token for Call-IDs, tags and branches.
-fn unique(what: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}{}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// The status code of a response (0 for a request).
-fn status(msg: &str) -> u16 {
-    msg.strip_prefix("SIP/2.0 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The first value of a header (full name).
-fn header<'m>(msg: &'m str, name: &str) -> Option<&'m str> {
-    headers(msg, name).into_iter().next()
-}
-
-/// Every value of a header (full name), in order.
-fn headers<'m>(msg: &'m str, name: &str) -> Vec<&'m str> {
-    msg.split("\r\n")
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-/// The method of a message's CSeq.
-fn cseq_method(msg: &str) -> &str {
-    header(msg, "CSeq")
-        .and_then(|c| c.split_whitespace().nth(1))
-        .unwrap_or("")
-}
-
-/// A `name="value"` or `name=value` parameter of a digest header.
-fn param<'v>(value: &'v str, name: &str) -> &'v str {
-    let at = value
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name} in `{value}`"))
-        + name.len()
-        + 1;
-    let rest = &value[at..];
-    match rest.strip_prefix('"') {
-        Some(q) => &q[..q.find('"').unwrap_or(q.len())],
-        None => rest.split([',', ' ']).next().unwrap_or(""),
-    }
-}
-
-/// The `Proxy-Authorization` value answering the MD5 challenge of a 407 (RFC 7616,
-/// `qop=auth`), from the user's HA1, with the nonce's `nc`-th use.
-fn authorization(challenge_407: &str, user: &str, ha1: &str, uri: &str, nc: usize) -> String {
-    let challenge = headers(challenge_407, "Proxy-Authenticate")
-        .into_iter()
-        .find(|c| c.contains("algorithm=MD5"))
-        .unwrap_or_else(|| panic!("no MD5 challenge in:\n{challenge_407}"));
-    let nc = format!("{nc:08x}");
-    let mut c = Credentials {
-        username: user,
-        realm: param(challenge, "realm"),
-        nonce: param(challenge, "nonce"),
-        uri,
-        response: "",
-        algorithm: Some("MD5"),
-        cnonce: "0a4f113b",
-        qop: "auth",
-        nc: &nc,
-    };
-    let r = response(Algorithm::Md5, ha1, &c, "INVITE");
-    c.response = &r;
-    format!(
-        "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm=MD5, cnonce=\"{}\", qop=auth, nc={}",
-        c.username, c.realm, c.nonce, c.uri, c.response, c.cnonce, c.nc
-    )
-}
-
-/// An SDP offer of PCMU and telephone-event/101 at `rtp`.
-fn offer(rtp: SocketAddr) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-        ip = rtp.ip(),
-        port = rtp.port()
-    )
-}
 
 /// A phone: a UDP socket of the test that sends to sipscreen.
 struct Phone {
@@ -889,18 +808,7 @@ impl Hop {
             invite.starts_with(&format!("INVITE sip:{number}@")),
             "the next hop gets {number}:\n{invite}"
         );
-        let mut busy = String::from("SIP/2.0 486 Busy Here\r\n");
-        for line in invite.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
-            let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
-            if ["via", "from", "to", "call-id", "cseq"].contains(&name.as_str()) {
-                busy.push_str(line);
-                if name == "to" {
-                    busy.push_str(";tag=hop");
-                }
-                busy.push_str("\r\n");
-            }
-        }
-        busy.push_str("Content-Length: 0\r\n\r\n");
+        let busy = answer(&invite, 486, "Busy Here", "hop", "");
         self.socket.send_to(busy.as_bytes(), from).expect("answer");
         loop {
             let (msg, _) = receive(&self.socket, "the ACK of the 486");

@@ -8,6 +8,7 @@
 //!   every run gets, waited for until bound, finished with a time limit, and its statistics
 //!   and message log read back;
 //! - [`net`]: the next hops the test holds, free ports for SIPp, the kernel's socket tables;
+//! - [`sip`]: SIP written and read by hand, for peers that are sockets of the test;
 //! - here: per-test directories, reading files, scenario paths.
 //!
 //! Every wait is bounded, and each test works in its own temporary directory (kept, and
@@ -17,6 +18,7 @@
 pub mod net;
 pub mod process;
 pub mod proxy;
+pub mod sip;
 pub mod sipp;
 
 use std::fs;
