@@ -23,6 +23,7 @@
 //!   and changing it (the admin API): checked, written atomically, put in force.
 //! - [`admin`]: the HTTP admin API (axum): wazo-confd-shaped resources over the TOML
 //!   document, who may use it, `check` and reload.
+//! - [`notify`]: telling systemd the service is ready, reloading or stopping (`Type=notify`).
 //! - [`replay`]: captures read back into the same core, the capture's clock as now.
 //! - [`report`]: how a decision is shown (`check`, `replay`).
 //!
@@ -36,6 +37,7 @@
 pub mod admin;
 pub mod config;
 pub mod media;
+pub mod notify;
 pub mod percent;
 pub mod policy;
 pub mod proxy;

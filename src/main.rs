@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sipscreen::config::Config;
+use sipscreen::config::{Config, ConfigErrors, LogFormat};
 use sipscreen::report;
 
 #[derive(Parser)]
@@ -26,6 +26,10 @@ enum Command {
     Run {
         #[arg(long, default_value = "config/sipscreen.toml")]
         config: PathBuf,
+        /// Log lines as `text` or `json` (one object per line); overrides the file's
+        /// `server.log_format`.
+        #[arg(long = "log-format", value_name = "text|json")]
+        log_format: Option<LogFormat>,
     },
     /// Load and validate a configuration; print every error (exit 2) or nothing wrong (exit 0).
     Validate {
@@ -77,7 +81,7 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, log_format } => run(&config, log_format),
         Command::Replay {
             config,
             capture,
@@ -155,27 +159,17 @@ fn main() -> ExitCode {
 }
 
 /// `sipscreen run`: a bad configuration never starts (exit 2); a listener that cannot bind
-/// exits 1; SIGTERM or SIGINT drains and exits 0.
-fn run(path: &std::path::Path) -> ExitCode {
+/// exits 1; SIGTERM or SIGINT drains and exits 0. `log_format` is `--log-format`, which wins
+/// over the file's.
+fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
     let (config, text) = match Config::load_with_text(path) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!(
-                "{}: {} error(s), not starting",
-                path.display(),
-                errors.0.len()
-            );
+            refuse_config(path, &errors, log_format.unwrap_or_default());
             return ExitCode::from(BAD_INPUT);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(log_format.unwrap_or(config.log_format));
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -185,7 +179,7 @@ fn run(path: &std::path::Path) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sipscreen: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
@@ -229,22 +223,63 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
+        // Every signal handler is in place before systemd hears that the proxy is ready.
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
-        sipscreen::transport::run(
-            settings,
-            policy,
-            sockets,
-            shutdown_signal(),
-            controlled,
-            decisions,
-        )
-        .await
+        let stop = shutdown_signal();
+        sipscreen::notify::ready();
+        let shutdown = async {
+            stop.await;
+            sipscreen::notify::stopping();
+        };
+        sipscreen::transport::run(settings, policy, sockets, shutdown, controlled, decisions).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sipscreen: {e}");
+            tracing::error!(error = %e, "sipscreen stopped");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The log of `run`, on stderr (where systemd's journal reads it), filtered by `RUST_LOG`
+/// (default `info`). JSON lines carry `timestamp`, `level`, `target` and the event's fields
+/// at the top level (`message` among them), so that a shipper indexes `tenant` or
+/// `decision` without unwrapping anything.
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// Prints every error of a configuration `run` refuses: plain lines, as `validate` prints
+/// them, or in JSON, one log event each, when the command line asked for JSON (a log
+/// shipper reading the service's output takes every line as an object).
+fn refuse_config(path: &std::path::Path, errors: &ConfigErrors, format: LogFormat) {
+    let summary = format!(
+        "{}: {} error(s), not starting",
+        path.display(),
+        errors.0.len()
+    );
+    match format {
+        LogFormat::Text => {
+            eprintln!("{errors}");
+            eprintln!("{summary}");
+        }
+        LogFormat::Json => {
+            init_logging(format);
+            for e in &errors.0 {
+                tracing::error!(error = %e, "invalid configuration");
+            }
+            tracing::error!("{summary}");
         }
     }
 }
@@ -337,19 +372,23 @@ fn replay(
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are in place when this returns (their default action
+/// ends the process at once, without draining). Call it within the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
     }
 }

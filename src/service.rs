@@ -132,6 +132,8 @@ impl Service {
     /// Reads the file again and, when it is valid, puts it in force.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
         let fixed_then = self.fixed.lock().await;
+        // systemd hears RELOADING=1 now and READY=1 on every way out.
+        let _reloading = crate::notify::Reloading::begin();
         let path = self.path.clone();
         let loaded = tokio::task::spawn_blocking(move || Config::load_with_text(&path))
             .await
@@ -360,16 +362,23 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// Reloads on every SIGHUP, for as long as the proxy runs.
-pub async fn reload_on_sighup(service: Arc<Service>) {
+///
+/// The handler is in place when this returns, not when the future is first polled: SIGHUP's
+/// default action ends the process, and systemd may send one (`systemctl reload`) as soon
+/// as it hears READY=1. Call it within the runtime.
+pub fn reload_on_sighup(service: Arc<Service>) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload through the admin API only");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the configuration");
-        // Errors are logged by reload itself.
-        let _ = service.reload().await;
+    let hup = signal(SignalKind::hangup());
+    async move {
+        let Ok(mut hup) = hup else {
+            tracing::warn!("cannot listen for SIGHUP: reload through the admin API only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // Errors are logged by reload itself.
+            let _ = service.reload().await;
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::checker::Checker;
 use super::names::{ctx, index_names};
 use super::permission::warn_conflicting_passwords;
 use super::raw::RawConfig;
-use super::server::{check_limits, check_pin, check_server};
+use super::server::{check_limits, check_log_format, check_pin, check_server};
 use super::tenant::check_tenant;
 use super::{types, Config, ConfigErrors};
 use crate::policy::acl::AclPattern;
@@ -66,6 +66,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         }
         Some(s) => check_server(ck, s),
     };
+    let log_format = check_log_format(ck, raw.server.as_ref());
     let pin = check_pin(ck, raw.pin.as_ref(), base);
     let limits = check_limits(ck, raw.limits.as_ref());
     let admin = super::admin::check_admin(ck, raw.admin.as_ref());
@@ -111,6 +112,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         },
         policy: std::sync::Arc::new(policy),
         admin,
+        log_format,
         warnings: std::mem::take(&mut ck.warnings),
     })
 }

@@ -35,6 +35,8 @@ pub use admin::AdminSettings;
 use crate::policy::Policy;
 use crate::proxy::Settings;
 
+pub use server::LogFormat;
+
 /// A validated configuration: the settings of the proxy core and the policy it enforces.
 #[derive(Debug)]
 pub struct Config {
@@ -42,6 +44,8 @@ pub struct Config {
     pub policy: Arc<Policy>,
     /// `[admin]`, when the file has it.
     pub admin: Option<AdminSettings>,
+    /// `server.log_format`: how `run` logs, unless the command line says otherwise.
+    pub log_format: LogFormat,
     /// Things that are valid but probably not what was meant (printed by `validate`).
     pub warnings: Vec<String>,
 }

@@ -30,6 +30,7 @@ pub struct RawServer {
     pub trusted_peers: Vec<Str>,
     pub record_route: Option<bool>,
     pub reject_reason: Option<Str>,
+    pub log_format: Option<Str>,
 }
 
 #[derive(Deserialize, Debug)]

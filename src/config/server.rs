@@ -1,6 +1,7 @@
-//! The proxy's own settings (SPEC §2, §6, §7): `[server]` (listen addresses, the default
-//! next hop, trusted peers, Record-Route, the Reason of a 403), `[limits]` and `[pin]` (the
-//! PIN flow: attempts, digits, timeouts, prompt, RTP ports, dial prefix, lockout).
+//! The proxy's own settings (SPEC §2, §6, §7, §9.3): `[server]` (listen addresses, the
+//! default next hop, trusted peers, Record-Route, the Reason of a 403, the log format),
+//! `[limits]` and `[pin]` (the PIN flow: attempts, digits, timeouts, prompt, RTP ports, dial
+//! prefix, lockout).
 
 use std::path::Path;
 use std::time::Duration;
@@ -60,6 +61,39 @@ pub(super) fn check_server(
         },
         next_hop?,
     ))
+}
+
+/// How `sipscreen run` writes its log (SPEC §9.3): readable lines for a terminal, or one JSON
+/// object per line for a log shipper. `--log-format` overrides the file's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    /// `text` or `json`, as both the file and the command line write them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is neither \"text\" nor \"json\"")),
+        }
+    }
+}
+
+/// `server.log_format`; the default (text) when `[server]` or the key is missing.
+pub(super) fn check_log_format(ck: &mut Checker<'_>, s: Option<&Spanned<RawServer>>) -> LogFormat {
+    let Some(f) = s.and_then(|s| s.get_ref().log_format.as_ref()) else {
+        return LogFormat::default();
+    };
+    f.get_ref().parse().unwrap_or_else(|e| {
+        ck.error(Some(&f.span()), "server", format!("`log_format`: {e}"));
+        LogFormat::default()
+    })
 }
 
 pub(super) fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limits {

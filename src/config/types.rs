@@ -36,7 +36,12 @@ pub(super) fn deserialize(
                 match path {
                     Some(path) if ck.removed.len() < MAX_TYPE_ERRORS => {
                         let (context, key) = describe(table.get_ref(), &path);
-                        ck.error(span.as_ref(), &context, format!("`{key}`: {}", e.message()));
+                        let message = if SECRET_KEYS.contains(&key.as_str()) {
+                            without_values(e.message())
+                        } else {
+                            e.message().to_owned()
+                        };
+                        ck.error(span.as_ref(), &context, format!("`{key}`: {message}"));
                         let parent = path
                             .split_last()
                             .and_then(|(_, up)| value_at(table.get_ref(), up));
@@ -59,6 +64,25 @@ pub(super) fn deserialize(
         ck.error(span.as_ref(), &context, format!("unknown key `{key}`"));
     }
     raw
+}
+
+/// Keys whose values are secrets (PINs, digest passwords and hashes, admin API tokens).
+/// Errors are printed by `validate` and logged by a reload, so an error about one never
+/// repeats its value: a PIN written without quotes is still the PIN.
+const SECRET_KEYS: [&str; 5] = [
+    "password",
+    "call_permission_password",
+    "auth_password",
+    "auth_ha1",
+    "token",
+];
+
+/// A serde message without the values it quotes: "invalid type: integer `1234`, expected a
+/// string" becomes "invalid type: integer, expected a string".
+fn without_values(message: &str) -> String {
+    let kept: String = message.split('`').step_by(2).collect();
+    let kept = kept.replace(" ,", ",");
+    format!("{} (the value is a secret: not shown)", kept.trim_end())
 }
 
 /// A step of a key path.
@@ -304,4 +328,21 @@ pub(super) fn value_paths(
         );
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn a_secret_is_not_repeated_by_its_type_error() {
+        assert_eq!(
+            without_values("invalid type: integer `97531864`, expected a string"),
+            "invalid type: integer, expected a string (the value is a secret: not shown)"
+        );
+        assert_eq!(
+            without_values("invalid type: floating point `1.5`"),
+            "invalid type: floating point (the value is a secret: not shown)"
+        );
+    }
 }
