@@ -24,6 +24,8 @@
 //! - [`admin`]: the HTTP admin API (axum): wazo-confd-shaped resources over the TOML
 //!   document, who may use it, `check` and reload.
 //! - [`notify`]: telling systemd the service is ready, reloading or stopping (`Type=notify`).
+//! - [`metrics`]: the counters of the per-message path (atomics, no lock) and their
+//!   Prometheus exposition.
 //! - [`replay`]: captures read back into the same core, the capture's clock as now.
 //! - [`report`]: how a decision is shown (`check`, `replay`).
 //!
@@ -37,6 +39,7 @@
 pub mod admin;
 pub mod config;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod percent;
 pub mod policy;

@@ -185,7 +185,9 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let (control, controlled) = tokio::sync::mpsc::channel(16);
-        let service = sipscreen::service::Service::new(path, &config, text, control);
+        let metrics = sipscreen::metrics::Metrics::new(Default::default());
+        let service =
+            sipscreen::service::Service::new(path, &config, text, control, metrics.clone());
         let Config {
             proxy: mut settings,
             policy,
@@ -210,8 +212,9 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
             tracing::info!(admin = %listener.local_addr()?, "admin API listening");
             let service = service.clone();
             let feed = decisions.clone().expect("made with the admin listener");
+            let metrics = metrics.clone();
             tokio::spawn(async move {
-                if let Err(e) = sipscreen::admin::serve(listener, service, feed).await {
+                if let Err(e) = sipscreen::admin::serve(listener, service, feed, metrics).await {
                     tracing::error!(error = %e, "the admin API stopped");
                 }
             });
@@ -227,11 +230,14 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
         let stop = shutdown_signal();
         sipscreen::notify::ready();
-        let shutdown = async {
+        let draining = metrics.clone();
+        let shutdown = async move {
             stop.await;
+            draining.set_draining();
             sipscreen::notify::stopping();
         };
-        sipscreen::transport::run(settings, policy, sockets, shutdown, controlled, decisions).await
+        let observe = sipscreen::transport::Observe { decisions, metrics };
+        sipscreen::transport::run(settings, policy, sockets, shutdown, controlled, observe).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

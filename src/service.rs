@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use toml_edit::DocumentMut;
 
 use crate::config::{AdminSettings, Config, ConfigErrors};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::{Limits, Peer};
 use crate::transport::Control;
@@ -88,6 +89,8 @@ pub struct Service {
     /// The fixed settings as the file had them when the proxy started; held by the one
     /// reload or change under way.
     fixed: Mutex<Fixed>,
+    /// Reloads are counted there.
+    metrics: Arc<Metrics>,
     /// What is in force. Written only under `fixed`'s lock; read by the admin interface
     /// (never by the per-message path).
     current: RwLock<Arc<Loaded>>,
@@ -101,11 +104,13 @@ impl Service {
         config: &Config,
         text: String,
         control: mpsc::Sender<Control>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         let doc = text.parse::<DocumentMut>().unwrap_or_default();
         Arc::new(Self {
             path: path.to_owned(),
             control,
+            metrics,
             fixed: Mutex::new(fixed(config)),
             current: RwLock::new(Arc::new(Loaded {
                 text,
@@ -144,10 +149,12 @@ impl Service {
                 for e in &errors.0 {
                     tracing::error!(error = %e, "reload refused, the running rules stay");
                 }
+                self.metrics.reload(false);
                 return Err(ReloadError::Invalid(errors));
             }
         };
         let reloaded = self.apply(&fixed_then, config, text, None).await?;
+        self.metrics.reload(true);
         tracing::info!(config = %self.path.display(), "configuration reloaded");
         Ok(reloaded)
     }

@@ -28,8 +28,9 @@ use super::Admin;
 #[derive(Clone, Debug)]
 pub struct Caller(pub String);
 
-/// Paths anyone who passes the site checks may read: the API's own description.
-const PUBLIC: [&str; 1] = ["/1.1/api/api.yml"];
+/// Paths anyone who passes the site checks may read: the API's own description, and whether
+/// the proxy is up (what a load balancer or a process supervisor asks, without a token).
+const PUBLIC: [&str; 2] = ["/1.1/api/api.yml", "/health"];
 
 pub async fn guard(State(admin): State<Arc<Admin>>, mut req: Request, next: Next) -> Response {
     if let Err(e) = check_site(&admin, req.headers()) {

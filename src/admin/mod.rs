@@ -27,6 +27,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
+use crate::metrics::Metrics;
 use crate::service::Service;
 
 pub use error::ApiError;
@@ -36,6 +37,8 @@ pub struct Admin {
     service: Arc<Service>,
     /// The decisions as they are made (JSON), for `/1.1/events`.
     decisions: broadcast::Sender<Arc<str>>,
+    /// What `/metrics` shows and `/health` reads.
+    metrics: Arc<Metrics>,
     /// Live feeds open now, bounded by [`MAX_WATCHERS`](routes::MAX_WATCHERS).
     watchers: std::sync::atomic::AtomicUsize,
     /// The address the interface listens on (after a port 0 was bound).
@@ -47,11 +50,13 @@ pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     decisions: broadcast::Sender<Arc<str>>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<()> {
     let listen = listener.local_addr()?;
     let admin = Arc::new(Admin {
         service,
         decisions,
+        metrics,
         watchers: Default::default(),
         listen,
     });

@@ -35,6 +35,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/1.1/check", get(check))
         .route("/1.1/reload", post(reload))
         .route("/1.1/events", get(events))
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
         .route("/1.1/{*path}", any(objects))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
@@ -540,4 +542,31 @@ async fn events(State(admin): State<Arc<Admin>>) -> Reply {
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+/// `GET /metrics`: the Prometheus text exposition (SPEC §9.3).
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        admin.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /health`: 200 while the proxy takes calls with a policy loaded, 503 once it drains.
+/// A load balancer or systemd's watchdog reads it; it needs a token like the rest.
+async fn health(State(admin): State<Arc<Admin>>) -> Response {
+    if admin.metrics.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "draining"})),
+        )
+            .into_response()
+    } else {
+        let tenants = admin.service.current().policy.tenants.len();
+        Json(serde_json::json!({"status": "ok", "tenants": tenants})).into_response()
+    }
 }

@@ -51,6 +51,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::metrics::{Metrics, Refusal, TenantCounts};
 use crate::policy::{Decision, Policy};
 use crate::sip::{Message, ReplyLines};
 
@@ -83,6 +84,10 @@ pub struct Proxy {
     malformed: Throttle,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
+    /// What is counted for `/metrics`: atomics, no lock (see [`crate::metrics`]).
+    metrics: Arc<Metrics>,
+    /// The decision counters of each tenant of `policy`, by `TenantId`.
+    counts: Vec<Arc<TenantCounts>>,
 }
 
 /// A warning logged once a second at most, with how many times it happened meanwhile
@@ -120,6 +125,9 @@ pub struct Screening {
 
 impl Proxy {
     pub fn new(settings: Settings, policy: Arc<Policy>) -> Self {
+        // Counted into a registry of its own until [`Proxy::count_into`] says where.
+        let metrics = Metrics::new(Default::default());
+        let counts = metrics.tenants(&policy);
         Self {
             holds: hold::Holds::new(settings.pin.rtp_ports),
             limiter: limiter::Limiter::new(settings.limits.per_source),
@@ -135,7 +143,25 @@ impl Proxy {
             refusals: Throttle::default(),
             malformed: Throttle::default(),
             screenings: None,
+            metrics,
+            counts,
         }
+    }
+
+    /// Counts into `metrics` (the ones `/metrics` shows) from now on.
+    pub fn count_into(&mut self, metrics: Arc<Metrics>) {
+        self.counts = metrics.tenants(&self.policy);
+        self.metrics = metrics;
+    }
+
+    /// What the core counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Counts a request refused or dropped before any decision.
+    fn refused(&self, why: Refusal) {
+        self.metrics.refusal(why);
     }
 
     /// The settings the core runs with.
@@ -162,6 +188,7 @@ impl Proxy {
         } = settings;
         let listen = std::mem::take(&mut self.settings.server.listen);
         self.settings.server = Server { listen, ..server };
+        self.counts = self.metrics.tenants(&policy);
         if limits.per_source != self.settings.limits.per_source {
             self.limiter = limiter::Limiter::new(limits.per_source);
         }
@@ -256,12 +283,17 @@ impl Proxy {
             tracing::warn!(to = %to.addr, "not sending to a broadcast, multicast or unspecified address");
             return;
         }
+        if let Some(status) = bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.first()) {
+            self.metrics
+                .response(u16::from(status.wrapping_sub(b'0')) * 100);
+        }
         self.outbox.push_back(Transmit { to, from, bytes });
     }
 
     /// One message from `from` (a UDP datagram, or one message framed off a TCP stream).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         if bytes.len() > self.settings.limits.max_message_size {
+            self.refused(Refusal::Malformed);
             if let Some(dropped) = self.malformed.hit(now) {
                 tracing::warn!(source = %from.addr, size = bytes.len(), dropped, "message too large, dropped");
             }
@@ -272,11 +304,13 @@ impl Proxy {
         }
         let request = !bytes.starts_with(b"SIP/2.0 ");
         if request && !self.is_network(from.addr.ip()) && !self.charge(now, from, 1.0) {
+            self.refused(Refusal::RateLimit);
             return;
         }
         if has_bare_cr(bytes) {
             // A CR alone inside the header block is a line break to some peers and not to
             // us: a header we would not see (an asserted identity, say) could be smuggled.
+            self.refused(Refusal::Malformed);
             if let Some(count) = self.malformed.hit(now) {
                 tracing::warn!(source = %from.addr, count, "bare CR in the header block, dropped");
             }
@@ -293,9 +327,15 @@ impl Proxy {
             return;
         }
         match Message::parse(bytes) {
-            Ok(msg) if msg.is_request() => self.handle_request(now, from, msg),
+            Ok(msg) if msg.is_request() => {
+                let method = crate::metrics::method_index(msg.method().as_str().as_bytes());
+                self.metrics
+                    .request(method, from.transport == Transport::Tcp);
+                self.handle_request(now, from, msg)
+            }
             Ok(msg) => self.handle_response(now, from, msg),
             Err(e) if e.request => {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, error = %e, count, "malformed request");
                 }
@@ -306,6 +346,7 @@ impl Proxy {
                 }
             }
             Err(e) => {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, error = %e, count, "malformed response, dropped");
                 }
@@ -328,7 +369,15 @@ impl Proxy {
     }
 
     /// Logs a request refused at admission or for an unknown dialog (throttled).
-    fn warn_refused(&mut self, now: Instant, from: Peer, msg: &Message, why: &'static str) {
+    fn warn_refused(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: &Message,
+        why: &'static str,
+        counted: Refusal,
+    ) {
+        self.refused(counted);
         if let Some(count) = self.refusals.hit(now) {
             tracing::info!(source = %from.addr, call_id = msg.call_id(), method = %msg.method(), refused = count, why, "request refused");
         }

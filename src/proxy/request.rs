@@ -13,6 +13,7 @@ use super::table::{ServerId, ServerKey};
 use super::transaction::{ServerState, ServerTx};
 use super::{Peer, Proxy};
 use crate::media;
+use crate::metrics::Refusal;
 use crate::sip::header::parse_max_forwards;
 use crate::sip::uri::Uri;
 use crate::sip::{HeaderName, Message, Method};
@@ -76,7 +77,13 @@ impl Proxy {
                 let dest = match self.in_dialog(now, from, &msg) {
                     InDialog::Dialog(dest) | InDialog::Network(dest) => dest,
                     InDialog::Stranger => {
-                        self.warn_refused(now, from, &msg, "ACK for no dialog, dropped");
+                        self.warn_refused(
+                            now,
+                            from,
+                            &msg,
+                            "ACK for no dialog, dropped",
+                            Refusal::UnknownDialog,
+                        );
                         return;
                     }
                 };
@@ -96,7 +103,13 @@ impl Proxy {
                         }
                     }
                     InDialog::Stranger => {
-                        self.warn_refused(now, from, &msg, "in-dialog request for no dialog");
+                        self.warn_refused(
+                            now,
+                            from,
+                            &msg,
+                            "in-dialog request for no dialog",
+                            Refusal::UnknownDialog,
+                        );
                         self.reply_stateless(
                             &msg,
                             c.resp_peer,
@@ -141,6 +154,7 @@ impl Proxy {
         // even `INV`, as INVITE: such a name would go through unscreened. Refused.
         if let Method::Other(name) = &method {
             if let Some(known) = lookalike(name) {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, method = &**name, known, count, "method name a PBX may read as another, 400");
                 }
@@ -191,6 +205,7 @@ impl Proxy {
             .header_str(HeaderName::MaxForwards)
             .and_then(|v| parse_max_forwards(v).ok());
         if max_forwards == Some(0) {
+            self.refused(Refusal::Loop);
             if method != Method::Ack {
                 self.reply_stateless(msg, resp_peer, 483, "Too Many Hops", &[]);
             }
@@ -199,6 +214,7 @@ impl Proxy {
         // Loop detection (§16.3 item 4).
         let loop_hash = loop_hash(msg);
         if self.is_loop(msg, loop_hash) {
+            self.refused(Refusal::Loop);
             if method != Method::Ack {
                 self.reply_stateless(msg, resp_peer, 482, "Loop Detected", &[]);
             }
@@ -218,6 +234,7 @@ impl Proxy {
     /// tenant's next hop.
     fn handle_new(&mut self, now: Instant, from: Peer, msg: Message, c: Checked) {
         if !self.accepting {
+            self.refused(Refusal::Overload);
             self.reply_stateless(
                 &msg,
                 c.resp_peer,
@@ -243,6 +260,7 @@ impl Proxy {
             return self.forward_new(now, from, msg, c, screened, &admitted);
         }
         if self.dialogs.len() >= self.settings.limits.max_dialogs {
+            self.refused(Refusal::Overload);
             if let Some(refused) = self.overload.hit(now) {
                 tracing::warn!(source = %from.addr, refused, "dialog limit reached, 503");
             }
@@ -266,6 +284,7 @@ impl Proxy {
         if self.tx.pending() < self.settings.limits.max_transactions {
             return false;
         }
+        self.refused(Refusal::Overload);
         if let Some(refused) = self.overload.hit(now) {
             tracing::warn!(source = %from.addr, refused, "transaction limit reached, 503");
         }
@@ -420,6 +439,7 @@ impl Proxy {
         let invite_key = ServerKey::new(msg, &via, &Method::Invite);
         drop(via);
         let Some(sid) = self.tx.find_server(&invite_key) else {
+            self.refused(Refusal::UnknownDialog);
             self.reply_stateless(msg, resp_peer, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
@@ -440,6 +460,7 @@ impl Proxy {
             None => {
                 // A caller hanging up during the PIN prompt: the RTP port is freed.
                 if let Some(id) = self.holds.for_server(sid) {
+                    self.metrics.pin(crate::metrics::PinOutcome::Abandoned);
                     self.release(id);
                 }
                 let resp = self.build_response(sid, 487, "Request Terminated", &[]);

@@ -160,6 +160,7 @@ impl Proxy {
 
     /// Logs a response from another address than its transaction's (throttled).
     fn warn_forged(&mut self, now: Instant, from: Peer, msg: &Message) {
+        self.refused(crate::metrics::Refusal::Admission);
         if let Some(count) = self.refusals.hit(now) {
             tracing::warn!(source = %from.addr, call_id = msg.call_id(), dropped = count, "response from another address than its request went to, dropped");
         }

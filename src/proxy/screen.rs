@@ -10,6 +10,7 @@ use super::admit::{Admitted, Voucher};
 use super::pin::Subject;
 use super::recursion::Recursion;
 use super::{Peer, Proxy, Screening};
+use crate::metrics::PinOutcome;
 use crate::policy::number;
 use crate::policy::{Call, CallKind, Decision, Pin, PinCheck, Policy, TenantId, UserId, Verdict};
 use crate::sip::forwarding;
@@ -45,6 +46,7 @@ impl Proxy {
         // or one with escapes sipscreen cannot decode.
         let unreadable = dialed.is_empty() || !crate::percent::decodes_cleanly(dialed);
         if dialed.len() > self.settings.limits.max_dialed_length || unreadable {
+            self.refused(crate::metrics::Refusal::Malformed);
             if let Some(count) = self.malformed.hit(now) {
                 tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), count, "dialed string too long, empty or badly escaped, 484");
             }
@@ -56,7 +58,11 @@ impl Proxy {
             dialed,
             forwarded_by: forwarded_by.as_deref(),
         };
+        // Timed for the decision-time histogram: the one clock read of the core that is not
+        // its `now` (the simulated clock of the tests would say nothing about it).
+        let started = std::time::Instant::now();
         let mut decision = policy.decide(&call);
+        let took = started.elapsed();
         let user = decision.identity.map(|u| (decision.tenant, u));
         // SPEC §6 items 3 and 7: wrong PINs count against the user, the source address and,
         // for a caller who is not a user, the caller's number; while any of them is locked
@@ -68,9 +74,16 @@ impl Proxy {
             && self.holds.lockout.is_locked(&subjects, now)
         {
             tracing::info!(call_id = msg.call_id(), source = %from.addr, "PIN locked out, challenge refused");
+            self.metrics.pin(PinOutcome::LockedOut);
             decision.verdict = Verdict::Deny;
         } else if decision.pin == Some(PinCheck::Rejected) {
+            self.metrics.pin(PinOutcome::Rejected);
             self.pin_failure(now, &subjects, msg.call_id());
+        } else if decision.pin == Some(PinCheck::Accepted) {
+            self.metrics.pin(PinOutcome::Accepted);
+        }
+        if let Some(counts) = self.counts.get(decision.tenant) {
+            self.metrics.decision(counts, &decision, took);
         }
         self.log_decision(msg, from, &decision);
         if let Some(list) = self.screenings.as_mut() {
@@ -120,6 +133,7 @@ impl Proxy {
     pub(super) fn pin_failure(&mut self, now: Instant, subjects: &[Subject], call_id: &str) {
         let settings = self.settings.pin.lockout;
         for subject in self.holds.lockout.fail(subjects, now, &settings) {
+            self.metrics.lockout();
             let who = match &subject {
                 Subject::User(t, u) => format!("tenant {t} user {u}"),
                 Subject::Source(ip) => format!("source {ip}"),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::pin::Subject;
 use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
@@ -158,15 +159,16 @@ pub async fn run(
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
     mut control: mpsc::Receiver<Control>,
-    decisions: Option<broadcast::Sender<Arc<str>>>,
+    observe: Observe,
 ) -> io::Result<()> {
+    let Observe { decisions, metrics } = observe;
     let (events_tx, mut events) = mpsc::channel::<Event>(4096);
     let limits = settings.limits;
     let max_size = limits.max_message_size;
     for socket in &sockets.udp {
         tokio::spawn(udp_reader(socket.clone(), events_tx.clone(), max_size));
     }
-    let connections = Arc::new(AtomicUsize::new(0));
+    let connections = metrics.tcp();
     let sources = SourceCounts::default();
     for listener in sockets.tcp {
         tokio::spawn(tcp_acceptor(
@@ -178,6 +180,7 @@ pub async fn run(
         ));
     }
     let mut core = Proxy::new(settings, policy);
+    core.count_into(metrics.clone());
     if decisions.is_some() {
         core.record_screenings();
     }
@@ -239,7 +242,16 @@ pub async fn run(
         if let Some(tx) = &decisions {
             publish(&mut core, tx);
         }
+        let (servers, clients) = core.transactions();
+        metrics.in_flight(servers + clients, core.dialogs());
     }
+}
+
+/// Who watches the core from outside: the admin API's live feed of decisions (when there is
+/// an admin listener) and the counters of `/metrics`.
+pub struct Observe {
+    pub decisions: Option<broadcast::Sender<Arc<str>>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Sends the decisions just made to whoever watches them (the admin API's `/1.1/events`),
