@@ -616,6 +616,16 @@ fn wazo_conventions() {
         api.send("PATCH", "/1.1/users/alice", Some("{}")).status,
         405
     );
+    // A method a resource does not have is said in JSON like every other error.
+    for (method, path) in [
+        ("POST", "/1.1/check"),
+        ("GET", "/1.1/reload"),
+        ("DELETE", "/1.1/api/api.yml"),
+    ] {
+        let r = api.send(method, path, None);
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert!(r.json().is_array(), "{method} {path}: {}", r.body);
+    }
     proxy.stop_ok();
 }
 

@@ -38,6 +38,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/1.1/events", get(events))
         .route("/1.1/{*path}", any(objects))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }
@@ -54,6 +55,15 @@ async fn api_doc() -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::not_found("no such resource")
+}
+
+/// A method a resource does not have (`POST /1.1/check`, `PUT /1.1/users`): an error list
+/// like any other, also where axum would answer an empty body.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
 }
 
 /// What an object path designates.
@@ -163,10 +173,7 @@ async fn objects(
         }
         (Target::Lockout(id), Method::GET) => ctx.lockout(&id, false).await,
         (Target::Lockout(id), Method::DELETE) => ctx.lockout(&id, true).await,
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this resource",
-        )),
+        _ => Err(method_not_allowed().await),
     }
 }
 
