@@ -70,6 +70,9 @@ fn the_api_answers_as_its_openapi_document_says() {
         Command::new(command[0])
             .args(&command[1..])
             .args(["run", &document, "--checks", CHECKS])
+            // The live feed answers a stream that ends only when the client goes away: a
+            // request for it would wait out the request timeout. It has tests of its own.
+            .args(["--exclude-path", "/1.1/events"])
             .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
             // One request at a time, so that the seed gives the same run; no example
             // database, so that no earlier run changes it (and nothing is written).
