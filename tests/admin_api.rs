@@ -605,10 +605,27 @@ fn wazo_conventions() {
     assert_eq!(check["rule"], "no-premium");
     assert_eq!(api.get("/1.1/check?from=1001").status, 400);
     assert_eq!(api.get("/1.1/nothing").status, 404);
+    // A name is one path segment: an encoded `/` does not reach another resource, and a name
+    // that is not UTF-8 once decoded is not found either, said in JSON.
+    for path in ["/1.1/users/alice%2Flockout", "/1.1/users/%FF"] {
+        let r = api.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert!(r.json().is_array(), "{path}: {}", r.body);
+    }
     assert_eq!(
         api.send("PATCH", "/1.1/users/alice", Some("{}")).status,
         405
     );
+    // A method a resource does not have is said in JSON like every other error.
+    for (method, path) in [
+        ("POST", "/1.1/check"),
+        ("GET", "/1.1/reload"),
+        ("DELETE", "/1.1/api/api.yml"),
+    ] {
+        let r = api.send(method, path, None);
+        assert_eq!(r.status, 405, "{method} {path}: {}", r.body);
+        assert!(r.json().is_array(), "{method} {path}: {}", r.body);
+    }
     proxy.stop_ok();
 }
 

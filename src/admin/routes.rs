@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{middleware, Extension, Json, Router};
@@ -21,6 +21,7 @@ use super::guard::{guard, Caller};
 use super::list::page;
 use super::model::{linked_kind, Kind, BRAND_ACL_PATTERNS, KINDS, USERS};
 use super::Admin;
+use crate::percent;
 use crate::proxy::Subject;
 use crate::report;
 use crate::service::{ChangeError, ReloadError};
@@ -39,6 +40,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/health", get(health))
         .route("/1.1/{*path}", any(objects))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
 }
@@ -57,6 +59,15 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such resource")
 }
 
+/// A method a resource does not have (`POST /1.1/check`, `PUT /1.1/users`): an error list
+/// like any other, also where axum would answer an empty body.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
+}
+
 /// What an object path designates.
 enum Target {
     /// `/1.1/{kind}`
@@ -70,37 +81,24 @@ enum Target {
 }
 
 impl Target {
+    /// Reads a path after `/1.1/`, as sent: split into segments first, then each name
+    /// percent-decoded, so that an encoded `/` in a name stays inside its segment.
     fn parse(path: &str) -> Option<Target> {
-        let (kind, rest) = match path.strip_prefix("brand/aclpatterns") {
-            Some(rest) => (&BRAND_ACL_PATTERNS, rest),
-            None => {
-                let (first, rest) = path.split_once('/').map_or((path, ""), |(a, b)| (a, b));
-                let kind = KINDS
-                    .into_iter()
-                    .find(|k| k.path == first && k.path != BRAND_ACL_PATTERNS.path)?;
-                (
-                    kind,
-                    if rest.is_empty() {
-                        ""
-                    } else {
-                        path.get(first.len()..)?
-                    },
-                )
-            }
+        let segments: Vec<&str> = path.split('/').collect();
+        let (kind, rest) = match segments.as_slice() {
+            ["brand", "aclpatterns", rest @ ..] => (&BRAND_ACL_PATTERNS, rest),
+            [first, rest @ ..] => (KINDS.into_iter().find(|k| k.path == *first)?, rest),
+            [] => return None,
         };
-        let parts: Vec<&str> = rest.split('/').skip(1).collect();
-        match parts.as_slice() {
-            [] => Some(Target::All(kind)),
-            [id] if !id.is_empty() => Some(Target::One(kind, (*id).to_owned())),
-            [id, "callpermissions", name] if !id.is_empty() && !name.is_empty() => {
-                Some(Target::Link(
-                    linked_kind(kind.path)?,
-                    (*id).to_owned(),
-                    (*name).to_owned(),
-                ))
+        let name = |segment: &str| percent::decode(segment).into_owned();
+        match rest {
+            [] | [""] => Some(Target::All(kind)),
+            [id] => Some(Target::One(kind, name(id))),
+            [id, "callpermissions", p] if !id.is_empty() && !p.is_empty() => {
+                Some(Target::Link(linked_kind(kind.path)?, name(id), name(p)))
             }
             [id, "lockout"] if kind.path == USERS.path && !id.is_empty() => {
-                Some(Target::Lockout((*id).to_owned()))
+                Some(Target::Lockout(name(id)))
             }
             _ => None,
         }
@@ -148,11 +146,15 @@ async fn objects(
     Extension(Caller(caller)): Extension<Caller>,
     method: Method,
     headers: HeaderMap,
-    Path(path): Path<String>,
+    uri: Uri,
     RawQuery(raw_query): RawQuery,
     body: Bytes,
 ) -> Reply {
-    let target = Target::parse(&path).ok_or_else(|| ApiError::not_found("no such resource"))?;
+    let target = uri
+        .path()
+        .strip_prefix("/1.1/")
+        .and_then(Target::parse)
+        .ok_or_else(|| ApiError::not_found("no such resource"))?;
     let query = query_pairs(raw_query.as_deref())?;
     let tenant = tenant_of(&headers, &query).map(str::to_owned);
     let tenant = tenant.as_deref();
@@ -173,10 +175,7 @@ async fn objects(
         }
         (Target::Lockout(id), Method::GET) => ctx.lockout(&id, false).await,
         (Target::Lockout(id), Method::DELETE) => ctx.lockout(&id, true).await,
-        _ => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed on this resource",
-        )),
+        _ => Err(method_not_allowed().await),
     }
 }
 
@@ -568,5 +567,51 @@ async fn health(State(admin): State<Arc<Admin>>) -> Response {
     } else {
         let tenants = admin.service.current().policy.tenants.len();
         Json(serde_json::json!({"status": "ok", "tenants": tenants})).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a path designates, as text.
+    fn target(path: &str) -> String {
+        match Target::parse(path) {
+            None => "none".into(),
+            Some(Target::All(k)) => format!("all {}", k.path),
+            Some(Target::One(k, id)) => format!("one {} {id}", k.path),
+            Some(Target::Link(k, id, p)) => format!("link {} {id} {p}", k.path),
+            Some(Target::Lockout(id)) => format!("lockout {id}"),
+        }
+    }
+
+    #[test]
+    fn object_paths() {
+        for (path, expected) in [
+            ("users", "all users"),
+            ("users/", "all users"),
+            ("users/1001", "one users 1001"),
+            ("users/alice/lockout", "lockout alice"),
+            ("groups/sales/lockout", "none"),
+            (
+                "users/alice/callpermissions/no%20premium",
+                "link users alice no premium",
+            ),
+            ("queues/support/callpermissions/p", "none"),
+            ("brand/aclpatterns", "all brand/aclpatterns"),
+            ("brand/aclpatterns/spain", "one brand/aclpatterns spain"),
+            ("brand/aclpatternsx", "none"),
+            ("nothing", "none"),
+            // An encoded `/` belongs to the name: it never reaches another resource.
+            ("users/alice%2Flockout", "one users alice/lockout"),
+            (
+                "users/a%2Fcallpermissions%2Fp",
+                "one users a/callpermissions/p",
+            ),
+            // Not UTF-8 once decoded: the name as sent, which no object has.
+            ("users/%FF", "one users %FF"),
+        ] {
+            assert_eq!(target(path), expected, "{path}");
+        }
     }
 }
