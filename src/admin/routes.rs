@@ -36,6 +36,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/1.1/reload", post(reload))
         .route("/1.1/events", get(events))
         .route("/1.1/{*path}", any(objects))
+        .merge(super::console::router())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
         .with_state(admin)
