@@ -7,6 +7,14 @@ import { clear, KEPT, setPaused, start, subscribe, type FeedSnapshot } from '../
 import { checkedOf, valueOf } from '../hooks';
 import type { Decision } from '../types';
 
+/** The stage that decided, in a word (the reason says it in full). */
+const STAGES: Record<string, string> = {
+  call_acl: 'ACL',
+  call_permission: 'permission',
+  scope: 'out of scope',
+  none: '',
+};
+
 function stateText(s: FeedSnapshot): string {
   switch (s.state.kind) {
     case 'connecting':
@@ -116,7 +124,6 @@ export function LiveView({ tenant }: { tenant: string }) {
               <th scope="col">Caller</th>
               <th scope="col">Dialed</th>
               <th scope="col">E.164</th>
-              <th scope="col">Call</th>
               <th scope="col">Rule</th>
               <th scope="col">Reason</th>
               <th scope="col">Source</th>
@@ -145,12 +152,13 @@ export function LiveView({ tenant }: { tenant: string }) {
                   {d.identity ?? <span class="muted">unknown</span>}
                   {d.forwarded && <span class="tag">forwarded</span>}
                 </td>
-                <td class="mono">{d.dialed}</td>
+                <td class="mono" title={d.call}>
+                  {d.dialed}
+                </td>
                 <td class="mono">{d.e164 ?? <span class="muted">—</span>}</td>
-                <td>{d.call}</td>
                 <td class="nowrap">
                   {d.rule ? <span class="mono">{d.rule}</span> : <span class="muted">—</span>}{' '}
-                  <span class="muted small">{d.stage}</span>
+                  <span class="muted small">{STAGES[d.stage] ?? d.stage}</span>
                 </td>
                 <td class="reason-cell" title={d.reason}>
                   {d.reason}
@@ -161,7 +169,7 @@ export function LiveView({ tenant }: { tenant: string }) {
             ))}
             {rows.length === 0 && (
               <tr>
-                <td colSpan={allTenants ? 10 : 9} class="muted empty">
+                <td colSpan={allTenants ? 9 : 8} class="muted empty">
                   {feed.rows.length === 0 ? 'No call decided since this view opened.' : 'No decision matches the filter.'}
                 </td>
               </tr>
