@@ -272,7 +272,7 @@ export function AclsView({ tenant }: { tenant: string }) {
       <LoadError error={dir.error} retry={dir.reload} />
       <Notice text={notice} />
       <div class="toolbar">
-        <span class="muted">{d && `${d.acls.length} Call ACLs`}</span>
+        <span class="muted">{d && `${d.acls.length} Call ACL${d.acls.length === 1 ? "" : "s"}`}</span>
         <span class="spacer" />
         <button type="button" class="btn primary" onClick={() => open('')}>
           New Call ACL
