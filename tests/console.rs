@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http::request;
 use common::net::NextHop;
 use common::process::Proc;
 use common::proxy::Sipscreen;
@@ -37,15 +38,13 @@ const TO_END: Duration = Duration::from_secs(120);
 /// alice (1001) and bob (1002, with a Call ACL and a PIN) in group sales of tenant acme, whose
 /// phones are on loopback; an outcall to the test's next hop; a second tenant, so that the
 /// console has to ask which.
-fn config(next_hop: &str) -> String {
+fn config(next_hop: &str, admin: &str) -> String {
     format!(
         r#"[server]
 listen = ["udp:127.0.0.1:0"]
 next_hop = "udp:{next_hop}"
 
-[admin]
-listen = "127.0.0.1:0"
-tokens = [{{ name = "console", token = "{TOKEN}" }}]
+{admin}
 
 [brand]
 name = "brand"
@@ -117,6 +116,14 @@ domains = ["globex.example.com"]
     )
 }
 
+/// The admin listener with a token, as anywhere but loopback must have.
+fn with_token() -> String {
+    format!("[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{{ name = \"console\", token = \"{TOKEN}\" }}]")
+}
+
+/// The admin listener on loopback without tokens: local administration.
+const LOCAL: &str = "[admin]\nlisten = \"127.0.0.1:0\"";
+
 fn scenario(name: &str) -> String {
     common::scenario("admin", name)
 }
@@ -168,7 +175,9 @@ fn the_console_changes_rules_and_shows_the_calls_they_decide() {
     let node = node();
     let dir = TempDir::new("console", "e2e");
     let hop = NextHop::udp(IP);
-    let proxy = Sipscreen::start(&dir, &config(&hop.addr().to_string()));
+    let proxy = Sipscreen::start(&dir, &config(&hop.addr().to_string(), &with_token()));
+    let local_dir = TempDir::new("console", "local");
+    let local = Sipscreen::start(&local_dir, &config(&hop.addr().to_string(), LOCAL));
     let signal = dir.path("signal");
     fs::create_dir_all(&signal).expect("create the signal directory");
     let (out, err) = (dir.path("e2e.out"), dir.path("e2e.err"));
@@ -194,6 +203,7 @@ fn the_console_changes_rules_and_shows_the_calls_they_decide() {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"),
             )
             .env("CONSOLE_DIALED", MOBILE)
+            .env("CONSOLE_LOCAL_URL", format!("http://{}/", local.admin()))
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out).expect("create e2e.out"))
             .stderr(fs::File::create(&err).expect("create e2e.err")),
@@ -256,6 +266,56 @@ fn the_console_changes_rules_and_shows_the_calls_they_decide() {
     assert!(
         file.contains("name = \"console-no-mobiles\"") && !file.contains("console-bad"),
         "{file}"
+    );
+    proxy.stop_ok();
+    local.stop_ok();
+}
+
+#[test]
+fn the_console_loads_without_a_token_and_is_guarded_like_the_api() {
+    let dir = TempDir::new("console", "assets");
+    let hop = NextHop::udp(IP);
+    let proxy = Sipscreen::start(&dir, &config(&hop.addr().to_string(), &with_token()));
+    let addr = proxy.admin();
+    let get = |path: &str, headers: &[(&str, &str)]| request(addr, "GET", path, headers, None);
+
+    let page = get("/", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-cache"));
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(page.body.contains("/assets/console.js"), "{}", page.body);
+    for (path, content_type) in [
+        ("/assets/console.js", "text/javascript; charset=utf-8"),
+        ("/assets/console.css", "text/css; charset=utf-8"),
+        ("/assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let r = get(path, &[]);
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        // Asked again with what the browser kept: not modified.
+        let etag = r.header("etag").expect("an ETag").to_owned();
+        assert_eq!(get(path, &[("If-None-Match", &etag)]).status, 304, "{path}");
+    }
+    // The page needs no token; the API still does, and the site checks apply to both.
+    assert_eq!(get("/1.1/users", &[]).status, 401);
+    assert_eq!(get("/", &[("Host", "evil.example")]).status, 403);
+    assert_eq!(get("/", &[("Origin", "http://evil.example")]).status, 403);
+    assert_eq!(
+        get("/assets/nothing.js", &[("X-Auth-Token", TOKEN)]).status,
+        404
     );
     proxy.stop_ok();
 }

@@ -4,7 +4,8 @@
 // Environment: CONSOLE_URL (the console, http://127.0.0.1:PORT/), CONSOLE_TOKEN (an admin
 // token), CONSOLE_SIGNAL_DIR (where the test puts `call-placed` once the call is done),
 // CONSOLE_SCREENSHOTS (where each view's screenshot goes), CONSOLE_DIALED (the number the
-// call dials). Prints `console-e2e: call now` when the call is to be placed. Exits 0 when
+// call dials), and optionally CONSOLE_LOCAL_URL (the console of a sipscreen whose loopback
+// admin listener has no tokens). Prints `console-e2e: call now` when the call is to be placed. Exits 0 when
 // every check passed; 1 with the reason otherwise.
 
 import { existsSync } from 'node:fs';
@@ -22,6 +23,8 @@ const TOKEN = env('CONSOLE_TOKEN');
 const SIGNAL_DIR = env('CONSOLE_SIGNAL_DIR');
 const SHOTS = env('CONSOLE_SCREENSHOTS');
 const DIALED = env('CONSOLE_DIALED');
+/** A second sipscreen whose admin listener has no tokens, if given. */
+const LOCAL = process.env.CONSOLE_LOCAL_URL;
 const PERMISSION = 'console-no-mobiles';
 
 /** The whole run is bounded, whatever hangs. */
@@ -268,10 +271,36 @@ try {
     'the ACL editor lists the rules by metric',
   );
   await labelled('Call ACL editor');
+  // A rule added at the end, and alice given the ACL: both in force after one Save.
+  await page.getByRole('button', { name: 'Add a rule' }).click();
+  await page.getByLabel('Rule 3 pattern').selectOption('head-office');
+  await page.getByLabel('Rule 3 action').selectOption('allow');
+  await page.locator('section.editor').getByRole('group', { name: /^Users with this ACL/ }).getByLabel(/alice/).check();
+  await page.locator('section.editor').getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved Call ACL “spain-only”' }).waitFor();
+  const acl = await api('/1.1/callacls/spain-only');
+  const alice = await api('/1.1/users/alice');
+  const added = acl.body.rules.at(-1);
+  check(
+    added.metric === 20 && added.pattern === 'head-office' && added.action === 'allow' &&
+      acl.body.rules.length === 3 && alice.body.call_acl === 'spain-only',
+    `the ACL got its rule and alice: ${JSON.stringify(acl.body.rules)}, alice's ACL ${alice.body.call_acl}`,
+  );
   await shot('acls');
   await view('ACL patterns');
   const patterns = await page.locator('table.grid tbody').textContent();
   check(patterns.includes('head-office') && patterns.includes('spain-mobile'), 'tenant and brand patterns are listed');
+  // A tenant pattern created, then deleted (two steps).
+  await page.getByRole('button', { name: 'New ACL pattern' }).click();
+  await page.locator('section.editor').getByLabel('Name').fill('france');
+  await page.getByLabel('Regular expression', { exact: true }).fill('^33');
+  await page.locator('section.editor').getByRole('button', { name: 'Create' }).click();
+  await page.getByRole('heading', { name: 'Tenant ACL pattern “france”' }).waitFor();
+  check((await api('/1.1/aclpatterns/france')).body.regex === '^33', 'a tenant pattern is created');
+  await page.getByRole('button', { name: 'Delete…' }).click();
+  await page.getByRole('button', { name: 'Delete “france”' }).click();
+  await page.getByRole('status').filter({ hasText: 'Deleted ACL pattern “france”' }).waitFor();
+  check((await api('/1.1/aclpatterns/france')).status === 404, 'and deleted');
   await page.getByRole('button', { name: 'spain-mobile' }).click();
   check(
     (await page.getByLabel('Regular expression', { exact: true }).inputValue()) === '^34[67][0-9]{8}$',
@@ -331,6 +360,16 @@ try {
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('Admin token').waitFor();
   check((await page.evaluate(() => sessionStorage.getItem('sipscreen.token'))) === null, 'signing out forgets the token');
+
+  // On a loopback listener without tokens, the console asks for nothing.
+  if (LOCAL) {
+    await page.goto(LOCAL);
+    await page.getByRole('heading', { level: 1, name: 'Users' }).waitFor();
+    check(
+      (await page.getByText('Local administration').isVisible()) && (await page.getByLabel('Admin token').count()) === 0,
+      'without tokens, no login: local administration',
+    );
+  }
 
   const unexpected = errors.filter((e) => {
     const status = Number(/status of (\d{3})/.exec(e.text)?.[1]);
