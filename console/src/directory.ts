@@ -33,7 +33,7 @@ export async function loadDirectory(): Promise<Directory> {
   return { users, groups, permissions, outcalls, incalls, acls, patterns, brandPatterns };
 }
 
-export interface PatternInForce {
+interface PatternInForce {
   pattern: Pattern;
   scope: 'tenant' | 'brand';
   /** A tenant pattern that hides the brand's of the same name. */

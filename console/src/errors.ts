@@ -12,7 +12,7 @@ export interface FieldErrors {
 export const noErrors: FieldErrors = { byField: {}, general: [] };
 
 /** The field a message names, when it is one of `fields`. */
-export function fieldOf(message: string, fields: readonly string[]): string | null {
+function fieldOf(message: string, fields: readonly string[]): string | null {
   const m = /^([A-Za-z_][A-Za-z0-9_]*)[[.:]/.exec(message);
   return m && fields.includes(m[1]) ? m[1] : null;
 }

@@ -2,7 +2,7 @@
 // tree: indentation nests a rule under its stage and a permission under its tier. Each line
 // is given a tone from its wording, so that what matched and what decided stand out.
 
-export type Tone = 'plain' | 'allow' | 'deny' | 'miss' | 'off' | 'verdict' | 'stage';
+type Tone = 'plain' | 'allow' | 'deny' | 'miss' | 'off' | 'verdict' | 'stage';
 
 export interface TraceNode {
   text: string;
@@ -12,7 +12,7 @@ export interface TraceNode {
   children: TraceNode[];
 }
 
-export function toneOf(line: string): Tone {
+function toneOf(line: string): Tone {
   const t = line.trim();
   if (/^stage \d/.test(t)) return 'stage';
   const acl = /→ matched: (allow|deny)$/.exec(t);

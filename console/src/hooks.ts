@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
 
-export interface Loaded<T> {
+interface Loaded<T> {
   data: T | undefined;
   error: ApiError | undefined;
   loading: boolean;
@@ -47,7 +47,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
       }),
     [],
   );
-  return { ...state, data: state.data, error: state.error, reload } as Loaded<T>;
+  return { data: state.data, error: state.error, loading: state.loading, reload };
 }
 
 /** The value of an input, select or textarea an event came from. */

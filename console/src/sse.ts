@@ -4,13 +4,13 @@
 
 import { headers, reportUnauthorized, url } from './api';
 
-export interface ServerEvent {
+interface ServerEvent {
   event: string;
   data: string;
 }
 
 /** Splits an event stream into events; fed chunks of text as they arrive. */
-export class EventParser {
+class EventParser {
   private buffer = '';
   private event = '';
   private data: string[] = [];

@@ -2,11 +2,6 @@
 
 export type Mode = 'allow' | 'deny';
 
-export interface List<T> {
-  items: T[];
-  total: number;
-}
-
 export interface Tenant {
   id: string;
   name: string;
@@ -83,7 +78,7 @@ export interface Pattern {
 }
 
 /** What `GET /1.1/check` answers: `check --json`'s keys and the explanation's lines. */
-export interface Outcome {
+interface Outcome {
   decision: 'allow' | 'deny' | 'challenge';
   call: string;
   tenant: string;

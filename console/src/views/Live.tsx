@@ -30,7 +30,7 @@ function stateText(s: FeedSnapshot): string {
 
 /** The call a decision was about, as "Test a call" takes it: a forwarded call is tested as
  * forwarded by the user whose rights decided it. */
-export function checkLink(d: Decision): string {
+function checkLink(d: Decision): string {
   const q = new URLSearchParams();
   if (d.identity && !d.forwarded) q.set('from', d.identity);
   if (d.identity && d.forwarded) q.set('forwarded_by', d.identity);
