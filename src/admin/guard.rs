@@ -6,8 +6,9 @@
 //!   site cannot post a form or a script's request to it. So must `Sec-Fetch-Site`.
 //! - A request with a body must say `Content-Type: application/json` (a form cannot).
 //! - A token (`X-Auth-Token`, as Wazo's clients send it, or `Authorization: Bearer`), when
-//!   the configuration has tokens; compared in constant time. Without tokens (loopback
-//!   only, `validate` sees to that) a token sent anyway is ignored.
+//!   the configuration has tokens, for all but the API's description and the console's
+//!   files; compared in constant time. Without tokens (loopback only, `validate` sees to
+//!   that) a token sent anyway is ignored.
 //!
 //! The token's name is handed to the handlers, which log it with every change.
 
@@ -28,8 +29,9 @@ use super::Admin;
 #[derive(Clone, Debug)]
 pub struct Caller(pub String);
 
-/// Paths anyone who passes the site checks may read: the API's own description, and whether
-/// the proxy is up (what a load balancer or a process supervisor asks, without a token).
+/// Paths anyone who passes the site checks may read: the API's own description, whether the
+/// proxy is up (what a load balancer or a process supervisor asks, without a token), and the
+/// console's files ([`super::console::is_asset`]: the page must load to ask for a token).
 const PUBLIC: [&str; 2] = ["/1.1/api/api.yml", "/health"];
 
 pub async fn guard(State(admin): State<Arc<Admin>>, mut req: Request, next: Next) -> Response {
@@ -39,7 +41,8 @@ pub async fn guard(State(admin): State<Arc<Admin>>, mut req: Request, next: Next
     if let Err(e) = check_content_type(req.method(), req.headers()) {
         return e.into_response();
     }
-    let caller = if PUBLIC.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    let caller = if PUBLIC.contains(&path) || super::console::is_asset(path) {
         Caller("anonymous".into())
     } else {
         match check_token(&admin, req.headers()) {

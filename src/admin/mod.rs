@@ -6,12 +6,13 @@
 //! HTTP framework, kept by the tokio project. The API's own logic is not in axum's hands:
 //! [`model`] says what the objects look like, [`edit`] changes the TOML document (no I/O),
 //! [`list`] pages lists; [`Service`] checks, writes and puts a change in force. [`guard`]
-//! decides who may ask, before any of it.
+//! decides who may ask, before any of it. [`console`] serves the web console at `/`.
 //!
 //! Who can reach it, and what stops them: on a loopback address only local processes, and
 //! web pages (through the browser on the same machine) are refused by the `Host` and
 //! `Origin` checks (DNS rebinding, cross-site forms). Anywhere else, only holders of a token.
 
+mod console;
 mod edit;
 mod error;
 mod guard;

@@ -39,6 +39,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/1.1/{*path}", any(objects))
+        .merge(super::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(admin.clone(), guard))
