@@ -339,7 +339,7 @@ fn replay(
                 "{} {} {} {} {} {} → {}: {}",
                 field("time"),
                 field("source"),
-                call.call_id,
+                call.screening.call_id,
                 field("call"),
                 field("identity"),
                 field("dialed"),

@@ -106,16 +106,17 @@ pub fn decision_json(policy: &Policy, d: &Decision) -> Map<String, Value> {
 }
 
 /// One screened call as `replay --json` prints it and the admin API's `/1.1/events` sends
-/// it: `call_id`, `time` (RFC 3339, UTC), `source`, then the keys of `check --json`.
+/// it: `call_id`, `time` (RFC 3339, UTC), `source`, `caller` (as identified), then the keys
+/// of `check --json`.
 pub fn screening_json(
     policy: &Policy,
-    call_id: &str,
+    s: &crate::proxy::Screening,
     time: std::time::SystemTime,
-    source: crate::proxy::Peer,
-    d: &Decision,
 ) -> Map<String, Value> {
+    let (call_id, source, d) = (&s.call_id, s.source, &s.decision);
     let mut obj = Map::new();
-    obj.insert("call_id".into(), Value::String(call_id.to_owned()));
+    obj.insert("call_id".into(), Value::String(call_id.to_string()));
+    obj.insert("caller".into(), Value::String(s.caller.to_string()));
     obj.insert(
         "time".into(),
         Value::String(humantime::format_rfc3339_micros(time).to_string()),

@@ -710,6 +710,7 @@ fn the_live_feed_shows_each_decision() {
     assert_eq!(event["decision"], "deny");
     assert_eq!(event["rule"], "no-premium");
     assert_eq!(event["identity"], "alice");
+    assert_eq!(event["caller"], "1001");
     assert_eq!(event["tenant"], "acme");
     assert!(
         event["time"].as_str().is_some_and(|t| t.ends_with('Z')),

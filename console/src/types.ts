@@ -101,6 +101,8 @@ export interface CheckResult extends Outcome {
 
 /** One `decision` event of `/1.1/events`. */
 export interface Decision extends Outcome {
+  /** Who called, as identified: what Test a call takes as the caller. */
+  caller: string;
   call_id: string;
   time: string;
   source: string;

@@ -118,6 +118,9 @@ impl Throttle {
 #[derive(Debug, Clone)]
 pub struct Screening {
     pub call_id: Box<str>,
+    /// Who called, as identified (the From or trusted P-Asserted-Identity user part): what
+    /// `check --from` would be given to decide the same call again.
+    pub caller: Box<str>,
     pub at: Instant,
     pub source: Peer,
     pub decision: Decision,

@@ -89,6 +89,7 @@ impl Proxy {
         if let Some(list) = self.screenings.as_mut() {
             list.push_back(Screening {
                 call_id: msg.call_id().into(),
+                caller: caller.into(),
                 at: now,
                 source: from,
                 decision: decision.clone(),

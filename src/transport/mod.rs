@@ -262,8 +262,7 @@ fn publish(core: &mut Proxy, tx: &broadcast::Sender<Arc<str>>) {
     while let Some(s) = core.poll_screening() {
         if watched {
             let at = std::time::SystemTime::now() - s.at.elapsed();
-            let json =
-                crate::report::screening_json(core.policy(), &s.call_id, at, s.source, &s.decision);
+            let json = crate::report::screening_json(core.policy(), &s, at);
             let _ = tx.send(serde_json::Value::Object(json).to_string().into());
         }
     }

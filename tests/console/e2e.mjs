@@ -255,7 +255,8 @@ try {
   await page.getByRole('heading', { level: 1, name: 'Test a call' }).waitFor();
   await result.waitFor();
   check(
-    (await page.getByRole('textbox', { name: 'Caller' }).inputValue()) === 'alice' &&
+    // The caller as the proxy identified it (alice's extension, from the From header).
+    (await page.getByRole('textbox', { name: 'Caller' }).inputValue()) === '1001' &&
       (await page.getByRole('textbox', { name: 'Dialed' }).inputValue()) === DIALED &&
       (await result.locator('.verdict .badge').textContent()) === 'deny',
     'a row opens the same call in Test a call',

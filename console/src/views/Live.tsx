@@ -32,7 +32,7 @@ function stateText(s: FeedSnapshot): string {
  * forwarded by the user whose rights decided it. */
 function checkLink(d: Decision): string {
   const q = new URLSearchParams();
-  if (d.identity && !d.forwarded) q.set('from', d.identity);
+  if (d.caller) q.set('from', d.caller);
   if (d.identity && d.forwarded) q.set('forwarded_by', d.identity);
   q.set('to', d.dialed);
   q.set('tenant', d.tenant);
@@ -48,7 +48,7 @@ const time = (t: string) => {
 
 function matches(d: Decision, q: string): boolean {
   if (!q) return true;
-  return [d.identity, d.dialed, d.e164, d.decision, d.stage, d.rule, d.reason, d.source, d.call, d.call_id, d.tenant]
+  return [d.caller, d.identity, d.dialed, d.e164, d.decision, d.stage, d.rule, d.reason, d.source, d.call, d.call_id, d.tenant]
     .filter(Boolean)
     .some((v) => String(v).toLowerCase().includes(q));
 }
