@@ -1,6 +1,6 @@
 //! The core's view of the network: a transport and a socket address ([`Peer`]), written
-//! `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 in brackets) in `listen` and `next_hop`, and what the
-//! core asks the I/O layer to do ([`Transmit`], [`MediaCommand`]).
+//! `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT` (IPv6 in brackets) in `listen` and
+//! `next_hop`, and what the core asks the I/O layer to do ([`Transmit`], [`MediaCommand`]).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,6 +11,22 @@ use std::str::FromStr;
 pub enum Transport {
     Udp,
     Tcp,
+}
+
+impl Transport {
+    /// Whether messages travel over a connection (TCP, TLS) rather than as datagrams: no
+    /// retransmissions (RFC 3261 §17), responses back over the same connection (§18.2.2).
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The lowercase name written in `listen`, `next_hop` and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
 }
 
 /// A remote or local end: a transport and a socket address, as written in `listen` and
@@ -62,11 +78,7 @@ pub enum MediaCommand {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = match self.transport {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        };
-        write!(f, "{proto}:{}", self.addr)
+        write!(f, "{}:{}", self.transport.name(), self.addr)
     }
 }
 

@@ -267,7 +267,7 @@ pub(super) fn uri_target(uri: &str) -> Option<Peer> {
 /// connection for TCP; for UDP, to the source address, at the source port when `rport` was
 /// asked for, else at the Via's port.
 pub(super) fn response_peer(from: Peer, via: &Via<'_>) -> Peer {
-    if from.transport == Transport::Tcp || via.rport().is_some() {
+    if from.transport.is_stream() || via.rport().is_some() {
         return from;
     }
     Peer {

@@ -54,12 +54,13 @@ enum Event {
         from: Peer,
         bytes: Vec<u8>,
     },
+    /// A connection opened (either way): what the core sends to `remote` goes to `writer`.
     TcpUp {
-        remote: SocketAddr,
+        remote: Peer,
         writer: mpsc::Sender<Vec<u8>>,
     },
     TcpDown {
-        remote: SocketAddr,
+        remote: Peer,
     },
     SendFailed {
         to: Peer,
@@ -320,9 +321,11 @@ struct Outbound {
     udp: HashMap<SocketAddr, UdpOut>,
     /// Datagrams dropped because a socket's send queue was full (logged with a count).
     udp_dropped: u64,
-    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Open connections by transport and remote address: a TCP and a TLS connection to the
+    /// same address are not the same.
+    tcp: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
     /// Messages waiting for an outbound connection to open.
-    connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    connecting: HashMap<Peer, Vec<Vec<u8>>>,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
@@ -373,7 +376,7 @@ impl Outbound {
                 self.tcp.remove(&remote);
             }
             Event::SendFailed { to } => {
-                self.connecting.remove(&to.addr);
+                self.connecting.remove(&to);
                 core.handle_send_error(now, to);
             }
             Event::Rtp { port, from, bytes } => core.handle_rtp(now, port, from, &bytes),
@@ -406,13 +409,13 @@ impl Outbound {
                 }
             }
             Transport::Tcp => {
-                if let Some(writer) = self.tcp.get(&t.to.addr) {
+                if let Some(writer) = self.tcp.get(&t.to) {
                     if writer.try_send(t.bytes).is_err() {
                         tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed, message dropped");
                     }
                     return;
                 }
-                if let Some(queue) = self.connecting.get_mut(&t.to.addr) {
+                if let Some(queue) = self.connecting.get_mut(&t.to) {
                     // Bounded like an open connection's queue.
                     if queue.len() < CONNECTION_QUEUE {
                         queue.push(t.bytes);
@@ -421,7 +424,7 @@ impl Outbound {
                     }
                     return;
                 }
-                self.connecting.insert(t.to.addr, vec![t.bytes]);
+                self.connecting.insert(t.to, vec![t.bytes]);
                 tokio::spawn(tcp_connect(
                     t.to,
                     self.events.clone(),

@@ -3,12 +3,12 @@
 //! what the core sends to it, under the deadlines of SPEC §7.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -110,7 +110,12 @@ pub(super) async fn tcp_acceptor(
                     }
                     continue;
                 };
-                tokio::spawn(tcp_connection(stream, remote, events.clone(), limits, slot));
+                let _ = stream.set_nodelay(true);
+                let from = Peer {
+                    transport: Transport::Tcp,
+                    addr: remote,
+                };
+                tokio::spawn(connection(stream, from, events.clone(), limits, slot));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -133,7 +138,10 @@ pub(super) async fn tcp_connect(
         return;
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
-        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, slot).await,
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            connection(stream, to, events, limits, slot).await
+        }
         Ok(Err(e)) => {
             tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
             let _ = events.send(Event::SendFailed { to }).await;
@@ -148,23 +156,28 @@ pub(super) async fn tcp_connect(
 /// A read after this much quiet starts afresh: blank lines before it were keep-alives.
 const KEEPALIVE_PAUSE: Duration = Duration::from_secs(1);
 
-/// One TCP connection: frames messages by Content-Length (several per read, or one over
+/// One connection (TCP, or TLS over it): frames messages by Content-Length (several per read, or one over
 /// several reads, resuming where the last read stopped) and writes what the core sends to
 /// it. Closed when the peer closes, when the stream can never frame, when nothing comes for
 /// `tcp_idle_timeout_s`, and when a message is not complete `tcp_idle_timeout_s` after its
 /// first byte (SPEC §7: one byte a second does not keep a connection open).
-async fn tcp_connection(
-    stream: TcpStream,
-    remote: SocketAddr,
+async fn connection<S>(
+    stream: S,
+    from: Peer,
     events: mpsc::Sender<Event>,
     limits: Limits,
     slot: Slot,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let remote = from.addr;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
     if events
-        .send(Event::TcpUp { remote, writer: tx })
+        .send(Event::TcpUp {
+            remote: from,
+            writer: tx,
+        })
         .await
         .is_err()
     {
@@ -172,10 +185,6 @@ async fn tcp_connection(
     }
     let max = limits.max_message_size;
     let timeout = limits.tcp_idle_timeout;
-    let from = Peer {
-        transport: Transport::Tcp,
-        addr: remote,
-    };
     let mut framer = StreamFramer::default();
     let mut chunk = vec![0u8; 16 * 1024];
     let mut last_read = tokio::time::Instant::now();
@@ -208,7 +217,7 @@ async fn tcp_connection(
                         Err(e) => {
                             tracing::warn!(%remote, error = %e, "TCP stream cannot be framed, closing");
                             let _ = writer.shutdown().await;
-                            let _ = events.send(Event::TcpDown { remote }).await;
+                            let _ = events.send(Event::TcpDown { remote: from }).await;
                             return;
                         }
                     }
@@ -226,7 +235,12 @@ async fn tcp_connection(
             out = rx.recv() => {
                 let Some(bytes) = out else { break };
                 // A peer that does not read what we send does not hold the task forever.
-                match tokio::time::timeout(timeout, writer.write_all(&bytes)).await {
+                // The flush sends what a TLS stream still buffers (a no-op over TCP).
+                let write = async {
+                    writer.write_all(&bytes).await?;
+                    writer.flush().await
+                };
+                match tokio::time::timeout(timeout, write).await {
                     Ok(Ok(())) => {}
                     _ => break,
                 }
@@ -234,5 +248,5 @@ async fn tcp_connection(
         }
     }
     drop(slot);
-    let _ = events.send(Event::TcpDown { remote }).await;
+    let _ = events.send(Event::TcpDown { remote: from }).await;
 }
