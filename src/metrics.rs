@@ -48,7 +48,7 @@ pub fn method_index(method: &[u8]) -> usize {
 }
 
 /// Transports, as counted.
-pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+pub const TRANSPORTS: [&str; 3] = ["udp", "tcp", "tls"];
 
 /// Why a request was refused or dropped before any decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

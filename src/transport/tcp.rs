@@ -1,6 +1,7 @@
-//! TCP (RFC 3261 §18): accepted and outbound connections within `max_tcp_connections` (and
-//! a share of it per source), each a task that frames messages off the stream and writes
-//! what the core sends to it, under the deadlines of SPEC §7.
+//! TCP (RFC 3261 §18), and TLS over it: accepted and outbound connections within
+//! `max_tcp_connections` (and a share of it per source), each a task that frames messages
+//! off the stream and writes what the core sends to it, under the deadlines of SPEC §7. A
+//! TLS connection takes its slot before its handshake, so handshakes count too.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::tls::{self, Failures, TlsState};
 use super::{Event, CONNECTION_QUEUE, CONNECT_TIMEOUT};
 use crate::proxy::{Limits, Peer, Transport};
 use crate::sip::StreamFramer;
@@ -84,13 +86,16 @@ impl Drop for Slot {
     }
 }
 
+/// Accepts connections on a `tcp:` listener, or a `tls:` one when `tls` is given.
 pub(super) async fn tcp_acceptor(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
     sources: SourceCounts,
+    tls: Option<TlsState>,
 ) {
+    let failures = Arc::new(Failures::default());
     // Refusals are logged once a second at most, with their count.
     let mut refused = 0u64;
     let mut logged_at: Option<Instant> = None;
@@ -111,11 +116,31 @@ pub(super) async fn tcp_acceptor(
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                let from = Peer {
-                    transport: Transport::Tcp,
-                    addr: remote,
+                let Some(tls) = &tls else {
+                    let from = Peer {
+                        transport: Transport::Tcp,
+                        addr: remote,
+                    };
+                    tokio::spawn(connection(stream, from, events.clone(), limits, slot));
+                    continue;
                 };
-                tokio::spawn(connection(stream, from, events.clone(), limits, slot));
+                let (tls, events, failures) = (tls.clone(), events.clone(), failures.clone());
+                tokio::spawn(async move {
+                    match tls::accept(&tls, stream, limits.tcp_idle_timeout).await {
+                        Ok(stream) => {
+                            let from = Peer {
+                                transport: Transport::Tls,
+                                addr: remote,
+                            };
+                            connection(stream, from, events, limits, slot).await;
+                        }
+                        Err(error) => {
+                            if let Some(failed) = failures.hit() {
+                                tracing::warn!(%remote, %error, failed, "TLS handshake with a client failed, connection closed");
+                            }
+                        }
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -125,11 +150,14 @@ pub(super) async fn tcp_acceptor(
     }
 }
 
+/// Opens a connection to `to` (TCP, or TLS over TCP) and runs it; a failure is told to the
+/// core as [`Event::SendFailed`], which answers what was waiting for it with 503.
 pub(super) async fn tcp_connect(
     to: Peer,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
+    tls: TlsState,
 ) {
     // Outbound connections count against the same limit as inbound ones.
     let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
@@ -138,6 +166,17 @@ pub(super) async fn tcp_connect(
         return;
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
+        Ok(Ok(stream)) if to.transport == Transport::Tls => {
+            let _ = stream.set_nodelay(true);
+            match tls::connect(&tls, stream, to.addr.ip(), limits.tcp_idle_timeout).await {
+                Ok(stream) => connection(stream, to, events, limits, slot).await,
+                Err(error) => {
+                    // A certificate that does not name the next hop ends here (RFC 5922 §7).
+                    tracing::warn!(to = %to.addr, %error, "TLS handshake with the next hop failed");
+                    let _ = events.send(Event::SendFailed { to }).await;
+                }
+            }
+        }
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             connection(stream, to, events, limits, slot).await
