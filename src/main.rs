@@ -192,9 +192,12 @@ fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
             proxy: mut settings,
             policy,
             admin,
+            tls,
             ..
         } = config;
-        let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen).await?;
+        let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen)
+            .await?
+            .with_tls(tls);
         // Decisions as they are made, for the admin API's live feed; a subscriber that falls
         // behind skips what it missed instead of holding memory.
         let decisions = admin

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::policy::{CallKind, Decision, Policy, Stage, Verdict};
+use crate::proxy::Transport;
 
 /// SIP methods, as counted (anything else is `other`).
 pub const METHODS: [&str; 15] = [
@@ -47,7 +48,7 @@ pub fn method_index(method: &[u8]) -> usize {
 }
 
 /// Transports, as counted.
-pub const TRANSPORTS: [&str; 2] = ["udp", "tcp"];
+pub const TRANSPORTS: [&str; 3] = ["udp", "tcp", "tls"];
 
 /// Why a request was refused or dropped before any decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +157,7 @@ fn stage_index(s: Stage) -> usize {
 
 /// Every counter of the proxy.
 pub struct Metrics {
-    requests: [[AtomicU64; 2]; METHODS.len()],
+    requests: [[AtomicU64; TRANSPORTS.len()]; METHODS.len()],
     /// Responses sent, by class (1xx to 6xx).
     responses: [AtomicU64; 6],
     refusals: [AtomicU64; 7],
@@ -236,8 +237,12 @@ impl Metrics {
             .collect()
     }
 
-    pub fn request(&self, method: usize, tcp: bool) {
-        self.requests[method][usize::from(tcp)].fetch_add(1, Relaxed);
+    pub fn request(&self, method: usize, transport: Transport) {
+        let t = TRANSPORTS
+            .iter()
+            .position(|t| *t == transport.name())
+            .unwrap_or(0);
+        self.requests[method][t].fetch_add(1, Relaxed);
     }
 
     pub fn response(&self, status: u16) {

@@ -228,6 +228,7 @@ impl Service {
         let reload = Control::Reload {
             settings: Box::new(config.proxy),
             policy: config.policy,
+            tls: config.tls,
             done,
         };
         self.control

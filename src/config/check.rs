@@ -4,7 +4,8 @@
 //! recovers from, in its order; nothing else is checked after one), then wrong types and
 //! unknown keys ([`types`](super::types)), then the semantic checks of the sections:
 //! `[server]`, `[pin]` and `[limits]` ([`server`](super::server)), `[brand]`, each
-//! `[[tenant]]` ([`tenant`](super::tenant)), then digest credentials ([`auth`](super::auth)).
+//! `[[tenant]]` ([`tenant`](super::tenant)), then digest credentials ([`auth`](super::auth))
+//! and `[tls]` ([`tls`](super::tls)), which needs every listener and next hop known.
 //! Errors of the later stages come out together, in file order.
 
 use std::collections::HashMap;
@@ -89,6 +90,11 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         .as_ref()
         .is_some_and(|s| !s.get_ref().trusted_peers.is_empty());
     let auth = super::auth::check_auth(ck, &raw.tenant, &tenants, trusted);
+    let listen = raw
+        .server
+        .as_ref()
+        .and_then(|s| s.get_ref().listen.as_ref());
+    let tls = super::tls::check_tls(ck, raw.tls.as_ref(), listen, &ck.hops.clone(), base);
     let (mut server, default_next_hop) = server?;
     let pin = pin?;
     server.hops = std::mem::take(&mut ck.hops);
@@ -112,6 +118,7 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         },
         policy: std::sync::Arc::new(policy),
         admin,
+        tls,
         log_format,
         warnings: std::mem::take(&mut ck.warnings),
     })

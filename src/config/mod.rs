@@ -9,7 +9,8 @@
 //! `checker` collects errors and warnings with their positions; `types` reports wrong types
 //! and unknown keys; `server` checks `[server]`, `[limits]` and `[pin]`; `tenant` a
 //! `[[tenant]]`, with its Call ACL patterns and ACLs in `acl` and its call permissions in
-//! `permission`; `auth` checks digest credentials and who can reach each tenant; `names` and
+//! `permission`; `auth` checks digest credentials and who can reach each tenant; `tls` reads
+//! the certificates and keys of `[tls]`; `names` and
 //! `values` are what they all share: names and references, and single values read into
 //! policy types.
 
@@ -23,6 +24,7 @@ mod permission;
 pub mod raw;
 mod server;
 mod tenant;
+mod tls;
 mod types;
 mod values;
 
@@ -44,6 +46,9 @@ pub struct Config {
     pub policy: Arc<Policy>,
     /// `[admin]`, when the file has it.
     pub admin: Option<AdminSettings>,
+    /// `[tls]` made into rustls configurations, when anything uses TLS; the transport
+    /// takes it at start and at every reload.
+    pub tls: Option<Arc<crate::transport::tls::TlsSettings>>,
     /// `server.log_format`: how `run` logs, unless the command line says otherwise.
     pub log_format: LogFormat,
     /// Things that are valid but probably not what was meant (printed by `validate`).

@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub pin: Option<Spanned<RawPin>>,
     pub limits: Option<Spanned<RawLimits>>,
     pub admin: Option<Spanned<RawAdmin>>,
+    pub tls: Option<Spanned<RawTls>>,
     pub brand: Option<Spanned<RawBrand>>,
     #[serde(default)]
     pub tenant: Vec<Spanned<RawTenant>>,
@@ -31,6 +32,18 @@ pub struct RawServer {
     pub record_route: Option<bool>,
     pub reject_reason: Option<Str>,
     pub log_format: Option<Str>,
+}
+
+/// `[tls]`: PEM files, relative to the configuration's folder.
+#[derive(Deserialize, Debug)]
+pub struct RawTls {
+    pub certificate: Option<Str>,
+    pub key: Option<Str>,
+    pub ca: Option<Str>,
+    pub client_certificate: Option<Str>,
+    pub client_key: Option<Str>,
+    pub verify_client: Option<bool>,
+    pub client_ca: Option<Str>,
 }
 
 #[derive(Deserialize, Debug)]

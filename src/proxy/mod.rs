@@ -332,8 +332,7 @@ impl Proxy {
         match Message::parse(bytes) {
             Ok(msg) if msg.is_request() => {
                 let method = crate::metrics::method_index(msg.method().as_str().as_bytes());
-                self.metrics
-                    .request(method, from.transport == Transport::Tcp);
+                self.metrics.request(method, from.transport);
                 self.handle_request(now, from, msg)
             }
             Ok(msg) => self.handle_response(now, from, msg),

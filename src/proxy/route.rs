@@ -206,6 +206,7 @@ pub(super) fn transport_name(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     }
 }
 
@@ -216,10 +217,15 @@ pub(super) fn host_port(addr: SocketAddr) -> String {
     }
 }
 
+/// Our Record-Route entry for a listener. A TLS listener is `sip:…;transport=tls`, not a
+/// `sips:` URI: `sips:` would promise TLS on every hop to the far end (RFC 3261 §26.2.2,
+/// RFC 5630 §3.1.3), which sipscreen cannot promise for the other leg of the call; what it
+/// says is only how to reach sipscreen itself, as Kamailio's and OpenSIPS's do.
 pub(super) fn rr_uri(local: Peer) -> String {
     match local.transport {
         Transport::Udp => format!("<sip:{};lr>", host_port(local.addr)),
         Transport::Tcp => format!("<sip:{};transport=tcp;lr>", host_port(local.addr)),
+        Transport::Tls => format!("<sip:{};transport=tls;lr>", host_port(local.addr)),
     }
 }
 
@@ -253,13 +259,21 @@ pub(super) fn uri_target(uri: &str) -> Option<Peer> {
         return None;
     }
     let ip: IpAddr = u.host_unbracketed().parse().ok()?;
+    // A sips: URI is reached over TLS whatever its transport parameter (RFC 3261 §26.2.2).
     let transport = match u.param("transport") {
+        _ if u.scheme == Scheme::Sips => Transport::Tls,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
         _ => Transport::Udp,
+    };
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
     };
     Some(Peer {
         transport,
-        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, u.port.unwrap_or(default_port)),
     })
 }
 
@@ -267,7 +281,7 @@ pub(super) fn uri_target(uri: &str) -> Option<Peer> {
 /// connection for TCP; for UDP, to the source address, at the source port when `rport` was
 /// asked for, else at the Via's port.
 pub(super) fn response_peer(from: Peer, via: &Via<'_>) -> Peer {
-    if from.transport == Transport::Tcp || via.rport().is_some() {
+    if from.transport.is_stream() || via.rport().is_some() {
         return from;
     }
     Peer {

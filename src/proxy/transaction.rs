@@ -109,7 +109,7 @@ impl ServerTx {
             key,
             invite,
             peer,
-            reliable: arrived_on == Transport::Tcp,
+            reliable: arrived_on.is_stream(),
             request,
             state: if invite {
                 ServerState::Proceeding
@@ -292,7 +292,7 @@ impl ClientTx {
             },
             cancelled: false,
             timer_c: TIMER_C,
-            reliable: peer.transport == Transport::Tcp,
+            reliable: peer.transport.is_stream(),
             interval: T1,
             retransmit_next: None,
             c_deadline: None,

@@ -46,7 +46,8 @@ pub fn sip_messages(capture: &Capture, max_size: usize) -> (Vec<CapturedMessage>
                     });
                 }
             }
-            Transport::Tcp => {
+            // A capture holds no TLS: what is encrypted is not seen.
+            Transport::Tcp | Transport::Tls => {
                 let buf = streams.entry((p.src, p.dst)).or_default();
                 if p.after_gap {
                     buf.clear();

@@ -1,10 +1,10 @@
-//! The I/O edge (tokio): UDP sockets, TCP listeners and connections, timers, and the task
-//! that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets or the
-//! clock.
+//! The I/O edge (tokio): UDP sockets, TCP and TLS listeners and connections, timers, and
+//! the task that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets
+//! or the clock.
 //!
 //! One task drives the core: it receives `Event`s from the socket tasks, sleeps until the
 //! core's next timeout, and sends what the core asks for — UDP straight from the socket, TCP
-//! through the connection's writer task (connecting first when there is none), PIN prompt
+//! and TLS through the connection's writer task (connecting first when there is none), PIN prompt
 //! RTP from the session's own socket, opened and closed as the core says. A malformed
 //! message, a refused connection or a full queue is logged and never ends a listener.
 
@@ -13,7 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
@@ -32,9 +32,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_QUEUE: usize = 1024;
 
 mod tcp;
+pub mod tls;
 mod udp;
 
 use tcp::{tcp_acceptor, tcp_connect, SourceCounts};
+use tls::{TlsSettings, TlsState};
 use udp::{bind_udp, open_rtp, rtp_reader, udp_reader, UdpOut};
 
 /// What the socket tasks tell the core task.
@@ -54,12 +56,13 @@ enum Event {
         from: Peer,
         bytes: Vec<u8>,
     },
+    /// A connection opened (either way): what the core sends to `remote` goes to `writer`.
     TcpUp {
-        remote: SocketAddr,
+        remote: Peer,
         writer: mpsc::Sender<Vec<u8>>,
     },
     TcpDown {
-        remote: SocketAddr,
+        remote: Peer,
     },
     SendFailed {
         to: Peer,
@@ -70,6 +73,10 @@ enum Event {
 pub struct Sockets {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    /// `tls:` listeners: TCP listeners whose connections start with a TLS handshake.
+    tls: Vec<TcpListener>,
+    /// The certificates and trust roots of `[tls]` to start with (see [`Sockets::with_tls`]).
+    tls_settings: Option<Arc<TlsSettings>>,
     /// What was bound, in `listen` order: port 0 replaced by the port the system chose.
     bound: Vec<Peer>,
 }
@@ -83,7 +90,8 @@ impl Sockets {
     ///
     /// Port 0 asks the system for a free port (tests use it, so that no port is chosen by
     /// number and then raced for). A `udp:` and a `tcp:` entry on the same address with
-    /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have.
+    /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have; a
+    /// `tls:` one gets a port of its own.
     pub async fn bind(listen: &[Peer]) -> io::Result<Sockets> {
         for _ in 0..SHARED_PORT_TRIES {
             match Self::try_bind(listen).await {
@@ -97,6 +105,7 @@ impl Sockets {
     async fn try_bind(listen: &[Peer]) -> io::Result<Sockets> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
+        let mut tls = Vec::new();
         let mut bound: Vec<Peer> = Vec::new();
         for l in listen {
             let named =
@@ -107,7 +116,7 @@ impl Sockets {
                 if let Some(b) = listen
                     .iter()
                     .zip(&bound)
-                    .find(|(o, _)| o.addr == l.addr && o.transport != l.transport)
+                    .find(|(o, _)| o.addr == l.addr && shares_port(o.transport, l.transport))
                 {
                     addr.set_port(b.1.addr.port());
                 }
@@ -119,10 +128,14 @@ impl Sockets {
                     udp.push(Arc::new(socket));
                     local
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let listener = TcpListener::bind(addr).await.map_err(named)?;
                     let local = listener.local_addr()?;
-                    tcp.push(listener);
+                    if l.transport == Transport::Tls {
+                        tls.push(listener);
+                    } else {
+                        tcp.push(listener);
+                    }
                     local
                 }
             };
@@ -131,13 +144,35 @@ impl Sockets {
                 addr: local,
             });
         }
-        Ok(Sockets { udp, tcp, bound })
+        Ok(Sockets {
+            udp,
+            tcp,
+            tls,
+            tls_settings: None,
+            bound,
+        })
+    }
+
+    /// The TLS settings (`Config::tls`) that `tls:` listeners and next hops start with; a
+    /// reload replaces them ([`Control::Reload`]).
+    pub fn with_tls(mut self, tls: Option<Arc<TlsSettings>>) -> Sockets {
+        self.tls_settings = tls;
+        self
     }
 
     /// The listen addresses as bound (port 0 replaced by the real port).
     pub fn bound(&self) -> &[Peer] {
         &self.bound
     }
+}
+
+/// Whether listeners of these transports at one address and port 0 take the same port: UDP
+/// and TCP do; TLS, a stream like TCP, cannot share TCP's.
+fn shares_port(a: Transport, b: Transport) -> bool {
+    matches!(
+        (a, b),
+        (Transport::Udp, Transport::Tcp) | (Transport::Tcp, Transport::Udp)
+    )
 }
 
 /// Whether a UDP and a TCP entry share an address with port 0 (the second bind may find the
@@ -147,7 +182,7 @@ fn has_shared_zero(listen: &[Peer]) -> bool {
         a.addr.port() == 0
             && listen
                 .iter()
-                .any(|b| b.addr == a.addr && b.transport != a.transport)
+                .any(|b| b.addr == a.addr && shares_port(a.transport, b.transport))
     })
 }
 
@@ -170,13 +205,18 @@ pub async fn run(
     }
     let connections = metrics.tcp();
     let sources = SourceCounts::default();
-    for listener in sockets.tcp {
+    let tls: TlsState = Arc::new(RwLock::new(sockets.tls_settings));
+    // TCP and TLS connections count together in `max_tcp_connections` and per source.
+    let listeners = (sockets.tcp.into_iter().map(|l| (l, None)))
+        .chain(sockets.tls.into_iter().map(|l| (l, Some(tls.clone()))));
+    for (listener, tls) in listeners {
         tokio::spawn(tcp_acceptor(
             listener,
             events_tx.clone(),
             limits,
             connections.clone(),
             sources.clone(),
+            tls,
         ));
     }
     let mut core = Proxy::new(settings, policy);
@@ -196,6 +236,7 @@ pub async fn run(
         events: events_tx,
         limits,
         connections,
+        tls: tls.clone(),
         rtp: HashMap::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -233,7 +274,7 @@ pub async fn run(
             }
             _ = sleep => core.handle_timeout(Instant::now()),
             c = control.recv(), if controlled => match c {
-                Some(c) => c.apply(&mut core),
+                Some(c) => c.apply(&mut core, &tls),
                 None => controlled = false,
             },
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
@@ -272,10 +313,12 @@ fn publish(core: &mut Proxy, tx: &broadcast::Sender<Arc<str>>) {
 /// out between two messages, so the per-message path takes no lock.
 pub enum Control {
     /// A reloaded configuration (SPEC §9.1): new calls are decided by it from the next
-    /// message on. `done` is told once it is in force.
+    /// message on, and new TLS connections use its certificates (open ones keep theirs).
+    /// `done` is told once it is in force.
     Reload {
         settings: Box<Settings>,
         policy: Arc<Policy>,
+        tls: Option<Arc<TlsSettings>>,
         done: oneshot::Sender<()>,
     },
     /// Until when PIN challenges of `subject` are refused, if they are.
@@ -291,14 +334,18 @@ pub enum Control {
 }
 
 impl Control {
-    fn apply(self, core: &mut Proxy) {
+    fn apply(self, core: &mut Proxy, tls_state: &TlsState) {
         let now = Instant::now();
         match self {
             Control::Reload {
                 settings,
                 policy,
+                tls,
                 done,
             } => {
+                *tls_state
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = tls;
                 core.reload(*settings, policy);
                 let _ = done.send(());
             }
@@ -319,12 +366,16 @@ struct Outbound {
     udp: HashMap<SocketAddr, UdpOut>,
     /// Datagrams dropped because a socket's send queue was full (logged with a count).
     udp_dropped: u64,
-    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Open connections by transport and remote address: a TCP and a TLS connection to the
+    /// same address are not the same.
+    tcp: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
     /// Messages waiting for an outbound connection to open.
-    connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    connecting: HashMap<Peer, Vec<Vec<u8>>>,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
+    /// The TLS settings in force, for outbound `tls:` connections.
+    tls: TlsState,
     /// PIN prompt RTP sockets, by port: the sending side and the reader task.
     rtp: HashMap<u16, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
 }
@@ -372,7 +423,7 @@ impl Outbound {
                 self.tcp.remove(&remote);
             }
             Event::SendFailed { to } => {
-                self.connecting.remove(&to.addr);
+                self.connecting.remove(&to);
                 core.handle_send_error(now, to);
             }
             Event::Rtp { port, from, bytes } => core.handle_rtp(now, port, from, &bytes),
@@ -404,14 +455,14 @@ impl Outbound {
                     }
                 }
             }
-            Transport::Tcp => {
-                if let Some(writer) = self.tcp.get(&t.to.addr) {
+            Transport::Tcp | Transport::Tls => {
+                if let Some(writer) = self.tcp.get(&t.to) {
                     if writer.try_send(t.bytes).is_err() {
                         tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed, message dropped");
                     }
                     return;
                 }
-                if let Some(queue) = self.connecting.get_mut(&t.to.addr) {
+                if let Some(queue) = self.connecting.get_mut(&t.to) {
                     // Bounded like an open connection's queue.
                     if queue.len() < CONNECTION_QUEUE {
                         queue.push(t.bytes);
@@ -420,12 +471,13 @@ impl Outbound {
                     }
                     return;
                 }
-                self.connecting.insert(t.to.addr, vec![t.bytes]);
+                self.connecting.insert(t.to, vec![t.bytes]);
                 tokio::spawn(tcp_connect(
                     t.to,
                     self.events.clone(),
                     self.limits,
                     self.connections.clone(),
+                    self.tls.clone(),
                 ));
             }
         }
