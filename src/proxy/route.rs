@@ -118,21 +118,11 @@ impl Proxy {
         })
     }
 
-    /// The forwarded copy of a request (§16.6): our Via on top with a new branch, received and
-    /// rport on the previous hop's Via, Max-Forwards decremented (or added), our Route entries
-    /// removed, Record-Route added when asked, and an untrusted P-Asserted-Identity removed.
-    pub(super) fn forward_bytes(
-        &self,
-        msg: &Message,
-        from: Peer,
-        to: Peer,
-        branch: &str,
-        record_route: bool,
-        max_forwards: Option<u8>,
-    ) -> Vec<u8> {
+    /// The lines a forwarded request gets right under its start line: our Via towards `to`
+    /// with `branch`, and the Record-Route of both our listeners when asked. Kept apart so
+    /// that a copy for another target is the same bytes with these lines replaced.
+    pub(super) fn top_lines(&self, from: Peer, to: Peer, branch: &str, record_route: bool) -> String {
         let local = self.local_for(to);
-        let mut s = Splice::default();
-        let line_end = msg.start_line().end;
         let mut top = format!(
             "Via: SIP/2.0/{} {};branch={branch}\r\n",
             transport_name(local.transport),
@@ -145,7 +135,24 @@ impl Proxy {
             }
             top.push_str(&format!("Record-Route: {}\r\n", rr_uri(inbound)));
         }
-        s.insert(line_end, top);
+        top
+    }
+
+    /// The forwarded copy of a request (§16.6): our Via on top with a new branch, received and
+    /// rport on the previous hop's Via, Max-Forwards decremented (or added), our Route entries
+    /// removed, Record-Route added when asked, and an untrusted P-Asserted-Identity removed.
+    pub(super) fn forward_bytes(
+        &self,
+        msg: &Message,
+        from: Peer,
+        to: Peer,
+        branch: &str,
+        record_route: bool,
+        max_forwards: Option<u8>,
+    ) -> Vec<u8> {
+        let mut s = Splice::default();
+        let line_end = msg.start_line().end;
+        s.insert(line_end, self.top_lines(from, to, branch, record_route));
         if let Some(via) = msg.top_via() {
             // RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
             let mut params = String::new();
