@@ -2263,3 +2263,153 @@ fn toml_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+// ------------------------------------------------------------------------------------------
+// Next hops by name, lists of next hops, DNS and failover settings (SPEC §5.2)
+
+#[test]
+fn next_hop_names_lists_dns_and_failover_settings_are_valid() {
+    let text = base()
+        .replace(
+            "next_hop = \"udp:127.0.0.1:45070\"",
+            "next_hop = [\"sip:trunk.example.com\", \"udp:127.0.0.1:45070\"]\ndns = [\"127.0.0.1:5353\", \"::1\"]\nprobe_interval_s = 30\ndown_after = 5",
+        )
+        + "next_hop = \"tcp:pbx.example.com:5080\"\n";
+    let c = valid(&text);
+    let s = &c.proxy.server;
+    assert_eq!(
+        s.hops.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        [
+            "[\"sip:trunk.example.com\", \"udp:127.0.0.1:45070\"]",
+            "tcp:pbx.example.com:5080"
+        ]
+    );
+    assert_eq!(
+        s.dns,
+        [
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        (s.probe_interval, s.down_after),
+        (Duration::from_secs(30), 5)
+    );
+    let names: Vec<String> = s.names().iter().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["sip:trunk.example.com", "tcp:pbx.example.com:5080"]);
+    // The defaults.
+    let d = valid(&base());
+    assert_eq!(
+        (d.proxy.server.probe_interval, d.proxy.server.down_after),
+        (Duration::from_secs(10), 3)
+    );
+    assert!(d.proxy.server.dns.is_empty());
+}
+
+#[test]
+fn an_empty_next_hop_list() {
+    let text = base().replace("\"udp:127.0.0.1:45070\"", "[]");
+    expect(
+        &text,
+        Expect::new("server", &["next_hop", "at least one"], "[]\n").exact(),
+    );
+}
+
+#[test]
+fn a_bad_entry_in_a_next_hop_list() {
+    let text = base().replace(
+        "\"udp:127.0.0.1:45070\"",
+        "[\"udp:127.0.0.1:45070\", \"sip:trunk_1.example.com\"]",
+    );
+    expect(
+        &text,
+        Expect::new(
+            "server",
+            &["next_hop", "trunk_1.example.com", "host name"],
+            "\"sip:trunk_1.example.com\"",
+        )
+        .exact(),
+    );
+}
+
+#[test]
+fn next_hops_that_are_not_host_names() {
+    let text = with(
+        "next_hop = \"udp:1.2.3.999:5060\"\n\n  [[tenant.outcalls]]\n  name = \"trunk\"\n  patterns = [\"_X.\"]\n  next_hop = \"sip:-trunk-.example.com\"\n",
+    );
+    let errors = invalid(&text);
+    check_one(
+        &text,
+        &errors,
+        &Expect::new(
+            "tenant \"acme\"",
+            &["next_hop", "1.2.3.999", "host name"],
+            "\"udp:1.2.3.999:5060\"",
+        )
+        .exact(),
+    );
+    check_one(
+        &text,
+        &errors,
+        &Expect::new(
+            "outcall \"trunk\"",
+            &["next_hop", "-trunk-.example.com"],
+            "\"sip:-trunk-.example.com\"",
+        )
+        .exact(),
+    );
+}
+
+#[test]
+fn a_next_hop_of_the_wrong_type() {
+    let text = base().replace("\"udp:127.0.0.1:45070\"", "5070");
+    expect(
+        &text,
+        Expect::new("server", &["next_hop", "a next hop or a list"], "5070").exact(),
+    );
+}
+
+#[test]
+fn bad_dns_servers() {
+    let text = base().replace(
+        "trusted_peers",
+        "dns = [\"127.0.0.1:5353\", \"dns.example.com\", \"127.0.0.1:0\"]\ntrusted_peers",
+    );
+    let errors = invalid(&text);
+    for bad in ["dns.example.com", "127.0.0.1:0"] {
+        check_one(
+            &text,
+            &errors,
+            &Expect::new("server", &["dns", bad], &format!("\"{bad}\"")).exact(),
+        );
+    }
+    let text = base().replace("trusted_peers", "dns = []\ntrusted_peers");
+    expect(
+        &text,
+        Expect::new("server", &["dns", "at least one"], "[]").exact(),
+    );
+}
+
+#[test]
+fn bad_failover_intervals() {
+    let text = base().replace(
+        "trusted_peers",
+        "probe_interval_s = 0\ndown_after = -1\ntrusted_peers",
+    );
+    let errors = invalid(&text);
+    check_one(
+        &text,
+        &errors,
+        &Expect::new("server", &["probe_interval_s", "positive"], "0\n").exact(),
+    );
+    check_one(
+        &text,
+        &errors,
+        &Expect::new("server", &["down_after", "positive"], "-1").exact(),
+    );
+    let text = base().replace("trusted_peers", "probe_interval_s = 7200\ntrusted_peers");
+    expect(
+        &text,
+        Expect::new("server", &["probe_interval_s", "3600"], "7200").exact(),
+    );
+}

@@ -94,7 +94,8 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         .server
         .as_ref()
         .and_then(|s| s.get_ref().listen.as_ref());
-    let tls = super::tls::check_tls(ck, raw.tls.as_ref(), listen, &ck.hops.clone(), base);
+    let hop_addrs: Vec<_> = ck.hops.iter().flat_map(|h| h.addrs()).collect();
+    let tls = super::tls::check_tls(ck, raw.tls.as_ref(), listen, &hop_addrs, base);
     let (mut server, default_next_hop) = server?;
     let pin = pin?;
     server.hops = std::mem::take(&mut ck.hops);

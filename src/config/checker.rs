@@ -7,7 +7,7 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::ConfigError;
-use crate::proxy::Peer;
+use crate::proxy::NextHop;
 
 /// Collects errors with their positions.
 pub(super) struct Checker<'a> {
@@ -24,7 +24,7 @@ pub(super) struct Checker<'a> {
     /// Every distinct next hop named so far, in order: the policy's [`HopId`]s.
     ///
     /// [`HopId`]: crate::policy::HopId
-    pub(super) hops: Vec<Peer>,
+    pub(super) hops: Vec<NextHop>,
 }
 
 impl<'a> Checker<'a> {

@@ -3,6 +3,7 @@
 //! `[limits]` and `[pin]` (the PIN flow: attempts, digits, timeouts, prompt, RTP ports, dial
 //! prefix, lockout).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -43,6 +44,22 @@ pub(super) fn check_server(
         .iter()
         .filter_map(|p| parse_cidr(ck, p, "trusted_peers", c))
         .collect();
+    let dns = raw
+        .dns
+        .as_ref()
+        .map(|d| check_dns(ck, d, c))
+        .unwrap_or_default();
+    let probe_interval = ck.positive(&raw.probe_interval_s, 10, "probe_interval_s", c);
+    if probe_interval > 3600 {
+        if let Some(p) = &raw.probe_interval_s {
+            ck.error(
+                Some(&p.span()),
+                c,
+                "`probe_interval_s` must be at most 3600 (an hour)",
+            );
+        }
+    }
+    let down_after = ck.positive(&raw.down_after, 3, "down_after", c);
     let reject_reason = match &raw.reject_reason {
         Some(r) if r.get_ref().contains(['\r', '\n']) => {
             ck.error(Some(&r.span()), c, "`reject_reason` must be one line");
@@ -55,12 +72,44 @@ pub(super) fn check_server(
         Server {
             listen,
             hops: Vec::new(),
+            down_after,
+            probe_interval: secs(probe_interval),
+            dns,
             trusted_peers,
             record_route: raw.record_route.unwrap_or(true),
             reject_reason,
         },
         next_hop?,
     ))
+}
+
+/// `dns`: the servers next hop names are looked up with, `IP` (port 53) or `IP:PORT`.
+fn check_dns(ck: &mut Checker<'_>, d: &Spanned<Vec<Str>>, c: &str) -> Vec<SocketAddr> {
+    if d.get_ref().is_empty() {
+        ck.error(
+            Some(&d.span()),
+            c,
+            "`dns` must name at least one server (leave it out to use the system's)",
+        );
+    }
+    let mut out = Vec::new();
+    for entry in d.get_ref() {
+        let v = entry.get_ref();
+        let parsed = v
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+            .filter(|a| a.port() != 0 && !a.ip().is_unspecified());
+        match parsed {
+            Some(a) => out.push(a),
+            None => ck.error(
+                Some(&entry.span()),
+                c,
+                format!("`dns`: `{v}` is not a DNS server's IP or IP:PORT (IPv6 as [::1]:53)"),
+            ),
+        }
+    }
+    out
 }
 
 /// How `sipscreen run` writes its log (SPEC §9.3): readable lines for a terminal, or one JSON

@@ -179,7 +179,7 @@ impl Proxy {
             id,
             Held {
                 session,
-                dest: challenge.hop,
+                dest: challenge.hop.first,
                 forward,
                 armed: None,
             },

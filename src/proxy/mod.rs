@@ -31,6 +31,7 @@ mod client;
 mod dialogs;
 pub mod edit;
 mod hold;
+mod hops;
 pub mod limiter;
 mod peer;
 pub mod pin;
@@ -55,6 +56,7 @@ use crate::metrics::{Metrics, Refusal, TenantCounts};
 use crate::policy::{Decision, Policy};
 use crate::sip::{Message, ReplyLines};
 
+pub use hops::{Destination, Name, NextHop, Target};
 pub use limiter::PerSource;
 pub use peer::{MediaCommand, Peer, Transmit, Transport};
 pub use pin::Subject;
@@ -82,8 +84,12 @@ pub struct Proxy {
     refusals: Throttle,
     /// Messages dropped as malformed or too large, for one log line a second.
     malformed: Throttle,
+    /// Requests refused because their next hop has no target, for one log line a second.
+    unresolved: Throttle,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
+    /// Next hops' located targets, their health, and requests being failed over.
+    hops: hops::Hops,
     /// What is counted for `/metrics`: atomics, no lock (see [`crate::metrics`]).
     metrics: Arc<Metrics>,
     /// The decision counters of each tenant of `policy`, by `TenantId`.
@@ -145,7 +151,9 @@ impl Proxy {
             overload: Throttle::default(),
             refusals: Throttle::default(),
             malformed: Throttle::default(),
+            unresolved: Throttle::default(),
             screenings: None,
+            hops: hops::Hops::default(),
             metrics,
             counts,
         }
@@ -202,6 +210,9 @@ impl Proxy {
         self.settings.pin = pin;
         self.settings.auth = auth;
         self.policy = policy;
+        // Targets located for names the new configuration still has stay; the others and
+        // their health go.
+        self.forget_strangers();
     }
 
     /// Whether PIN challenges of `subject` are refused now, and until when.
@@ -237,10 +248,14 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] should be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.tx.next_timer(), self.dialogs.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.tx.next_timer(),
+            self.dialogs.next_expiry(),
+            self.hops.next_probe(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Stops taking new calls (SIGTERM): new out-of-dialog requests get 503, transactions in
@@ -396,6 +411,7 @@ impl Proxy {
         if ended > 0 {
             tracing::debug!(ended, "dialogs expired without a request");
         }
+        self.send_probes(now);
     }
 }
 

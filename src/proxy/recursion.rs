@@ -88,8 +88,13 @@ impl Proxy {
                 if decision.pin.is_some() {
                     continue;
                 }
-                if let Some(hop) = policy.next_hop(&decision) {
-                    targets.push_back((self.settings.server.hop(hop), uri));
+                // A forward target goes to its hop's first target: the forward itself is
+                // the failover (the next Contact is tried when it fails).
+                if let Some(hop) = policy
+                    .next_hop(&decision)
+                    .and_then(|h| self.first_target(h))
+                {
+                    targets.push_back((hop, uri));
                 }
             }
             let Some(rec) = self.tx.server_mut(sid).and_then(|s| s.recursion.as_mut()) else {
@@ -97,6 +102,8 @@ impl Proxy {
             };
             rec.active = true;
             rec.targets = targets;
+            // From here the 3xx's targets are tried, not the next hop's.
+            self.hops.end(sid);
             if rec.targets.is_empty() {
                 // Every target is denied to the forwarding user: the caller gets 403.
                 let resp = self.build_response(sid, 403, "Forbidden", &self.reason_header());

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::admit::{Admission, Admitted};
 use super::reply::{build_response, strip_credentials, strip_dial_prefix};
 use super::route::{loop_hash, response_peer};
-use super::screen::{Challenge, Screened};
+use super::screen::{Challenge, Screened, Targets};
 use super::table::{ServerId, ServerKey};
 use super::transaction::{ServerState, ServerTx};
 use super::{Peer, Proxy};
@@ -48,6 +48,9 @@ enum InDialog {
     Network(Peer),
     /// From anyone else, for no dialog sipscreen admitted: 481 (an ACK is dropped).
     Stranger,
+    /// For the default next hop, which has no target (its names do not resolve yet): 503
+    /// (an ACK is dropped).
+    Unreachable,
 }
 
 impl Proxy {
@@ -86,6 +89,7 @@ impl Proxy {
                         );
                         return;
                     }
+                    InDialog::Unreachable => return,
                 };
                 let branch = self.new_branch(c.loop_hash);
                 let bytes = self.forward_bytes(&msg, from, dest, &branch, false, c.max_forwards);
@@ -118,6 +122,9 @@ impl Proxy {
                             &[],
                         );
                     }
+                    InDialog::Unreachable => {
+                        self.reply_stateless(&msg, c.resp_peer, 503, "Service Unavailable", &[]);
+                    }
                 }
             }
             _ => self.handle_new(now, from, msg, c),
@@ -134,7 +141,10 @@ impl Proxy {
             }
         }
         if self.is_network(from.addr.ip()) {
-            InDialog::Network(self.in_dialog_destination(msg))
+            match self.in_dialog_destination(msg) {
+                Some(dest) => InDialog::Network(dest),
+                None => InDialog::Unreachable,
+            }
         } else {
             InDialog::Stranger
         }
@@ -255,8 +265,10 @@ impl Proxy {
             }
         };
         if c.method != Method::Invite {
-            let dest = self.tenant_destination(admitted.tenant);
-            let screened = Screened::Forward(dest, None);
+            let screened = match self.tenant_destination(now, admitted.tenant) {
+                Some(dest) => Screened::Forward(dest, None),
+                None => Screened::Reject(503, "Service Unavailable", Vec::new()),
+            };
             return self.forward_new(now, from, msg, c, screened, &admitted);
         }
         if self.dialogs.len() >= self.settings.limits.max_dialogs {
@@ -354,7 +366,7 @@ impl Proxy {
         c: Checked,
         dest: Peer,
     ) {
-        let screened = Screened::Forward(dest, None);
+        let screened = Screened::Forward(Targets::one(dest), None);
         self.forward_with(now, from, msg, c, screened, false, |b| b, true);
     }
 
@@ -374,18 +386,22 @@ impl Proxy {
     ) -> Option<ServerId> {
         let invite = c.method == Method::Invite;
         let branch = self.new_branch(c.loop_hash);
+        let mut rest = Vec::new();
         let (next, recursion) = match screened {
             Screened::Forward(dest, recursion) => {
+                rest = dest.rest;
+                let dest = dest.first;
                 let bytes =
                     self.forward_bytes(&msg, from, dest, &branch, record_route, c.max_forwards);
                 (Next::Forward(dest, edit(bytes)), recursion)
             }
             Screened::Challenge(mut challenge) => {
                 let recursion = challenge.recursion.take();
+                rest = std::mem::take(&mut challenge.hop.rest);
                 let bytes = self.forward_bytes(
                     &msg,
                     from,
-                    challenge.hop,
+                    challenge.hop.first,
                     &branch,
                     record_route,
                     c.max_forwards,
@@ -407,6 +423,7 @@ impl Proxy {
         st.recursion = recursion;
         st.from = Some(from);
         let sid = self.tx.insert_server(st);
+        self.plan_failover(sid, rest, record_route);
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
         }

@@ -53,6 +53,15 @@ impl Proxy {
                 build_in_transaction_request(&invite, Method::Ack, msg.header_str(HeaderName::To))
             });
         self.tx.schedule_all(actions.timers, Owner::Client(cid));
+        // Any answer but 503 shows the target is there (a probe's included); a 503 to a
+        // request (not to a probe: its target is down already) is a failure.
+        if code == 503 {
+            if actions.forward && server.is_some() {
+                self.target_failed(now, peer);
+            }
+        } else {
+            self.target_answered(peer);
+        }
         if let Some(ack) = ack {
             self.send(peer, ack);
         }
@@ -66,6 +75,14 @@ impl Proxy {
             return;
         }
         let Some(sid) = server else { return };
+        // A 503 sends the request to the next target, if any; a provisional response means
+        // the target took the request, which stays there (SPEC §5.2).
+        if code == 503 && self.fail_over(now, sid) {
+            return;
+        }
+        if code > 100 && code < 200 {
+            self.hops.end(sid);
+        }
         if method == Method::Invite {
             self.track_dialogs(now, sid, peer, &msg, code);
         }
@@ -187,6 +204,9 @@ impl Proxy {
         };
         let timers = st.on_response(now, code, &bytes);
         let terminated = st.state == ServerState::Terminated;
+        if code >= 200 {
+            self.hops.end(sid);
+        }
         self.tx.server_changed(was_pending, sid);
         self.tx.schedule_all(timers, Owner::Server(sid));
         for id in failed_dialogs {

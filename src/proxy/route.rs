@@ -20,33 +20,36 @@ pub(super) const DEFAULT_MAX_FORWARDS: u8 = 70;
 impl Proxy {
     /// The next hop for an admitted out-of-dialog request that is not screened: its
     /// tenant's, else the server's.
-    pub(super) fn tenant_destination(&self, tenant: crate::policy::TenantId) -> Peer {
+    pub(super) fn tenant_destination(
+        &mut self,
+        now: std::time::Instant,
+        tenant: crate::policy::TenantId,
+    ) -> Option<super::screen::Targets> {
         let hop = self.policy.tenants[tenant]
             .spec
             .next_hop
             .unwrap_or(self.policy.default_next_hop);
-        self.settings.server.hop(hop)
+        self.hop_targets(now, hop)
     }
 
     /// Where an in-dialog request of a dialog sipscreen does not know goes (from a trusted
     /// peer or a tenant source, SPEC §5.1): the first Route that is not ours, else the
     /// Request-URI, else (Request-URI is us) the default next hop. A host that is a name
-    /// rather than an address goes to the default next hop, which does the DNS.
-    pub(super) fn in_dialog_destination(&self, msg: &Message) -> Peer {
+    /// rather than an address goes to the default next hop, which does the DNS. `None` when
+    /// it goes to the default next hop and that has no target.
+    pub(super) fn in_dialog_destination(&self, msg: &Message) -> Option<Peer> {
         let ours = self.our_route_count(msg);
         let next_route = msg
             .header_values(HeaderName::Route)
             .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
             .nth(ours)
             .map(|na| na.uri);
-        let default = self.settings.server.hop(self.policy.default_next_hop);
-        if let Some(uri) = next_route {
-            return uri_target(uri).unwrap_or(default);
-        }
-        if !self.addressed_to_us(msg) {
-            return msg.request_uri().and_then(uri_target).unwrap_or(default);
-        }
-        default
+        let target = match next_route {
+            Some(uri) => uri_target(uri),
+            None if !self.addressed_to_us(msg) => msg.request_uri().and_then(uri_target),
+            None => None,
+        };
+        target.or_else(|| self.first_target(self.policy.default_next_hop))
     }
 
     /// Whether a URI names one of our listeners.
@@ -121,7 +124,13 @@ impl Proxy {
     /// The lines a forwarded request gets right under its start line: our Via towards `to`
     /// with `branch`, and the Record-Route of both our listeners when asked. Kept apart so
     /// that a copy for another target is the same bytes with these lines replaced.
-    pub(super) fn top_lines(&self, from: Peer, to: Peer, branch: &str, record_route: bool) -> String {
+    pub(super) fn top_lines(
+        &self,
+        from: Peer,
+        to: Peer,
+        branch: &str,
+        record_route: bool,
+    ) -> String {
         let local = self.local_for(to);
         let mut top = format!(
             "Via: SIP/2.0/{} {};branch={branch}\r\n",

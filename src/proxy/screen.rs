@@ -100,11 +100,11 @@ impl Proxy {
             verdict: Verdict::Allow,
             ..decision.clone()
         };
-        let Some(hop) = policy
-            .next_hop(&unlocked)
-            .map(|h| self.settings.server.hop(h))
-        else {
+        let Some(hop) = policy.next_hop(&unlocked) else {
             return Screened::Reject(403, "Forbidden", self.reason_header());
+        };
+        let Some(hop) = self.hop_targets(now, hop) else {
+            return Screened::Reject(503, "Service Unavailable", Vec::new());
         };
         let called = (decision.call == CallKind::Internal)
             .then(|| policy.tenants[tenant].user_by_id(&decision.dialed))
@@ -177,11 +177,57 @@ impl Proxy {
     }
 }
 
+/// Where a request goes: the first target, and the ones tried after it if it fails
+/// (SPEC §5.2).
+pub(super) struct Targets {
+    pub(super) first: Peer,
+    pub(super) rest: Vec<Peer>,
+}
+
+impl Targets {
+    /// A single target, with nothing to fail over to.
+    pub(super) fn one(peer: Peer) -> Self {
+        Self {
+            first: peer,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl Proxy {
+    /// The targets of `hop` for a new request; `None` (and a log line, throttled) when it
+    /// has none: its names do not resolve yet.
+    pub(super) fn hop_targets(
+        &mut self,
+        now: Instant,
+        hop: crate::policy::HopId,
+    ) -> Option<Targets> {
+        let mut all = self.targets(hop).into_iter();
+        match all.next() {
+            Some(first) => Some(Targets {
+                first,
+                rest: all.collect(),
+            }),
+            None => {
+                if let Some(refused) = self.unresolved.hit(now) {
+                    let hop = self.policy.hop_name(hop).to_owned();
+                    tracing::warn!(
+                        next_hop = hop,
+                        refused,
+                        "next hop does not resolve: 503 to new calls for it until it does"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
 /// What screening made of an INVITE.
 pub(super) enum Screened {
     /// Forward there; with a recursion context when the call goes to a user's phone, whose
     /// own forward (3xx) sipscreen follows with that user's rights (SPEC §4.7).
-    Forward(Peer, Option<Recursion>),
+    Forward(Targets, Option<Recursion>),
     /// Hold the call and ask for a PIN.
     Challenge(Challenge),
     Reject(u16, &'static str, Vec<(&'static str, String)>),
@@ -190,7 +236,7 @@ pub(super) enum Screened {
 /// A challenged call: where it goes once the PIN is right, the PIN, and whose failures a
 /// wrong one counts against.
 pub(super) struct Challenge {
-    pub(super) hop: Peer,
+    pub(super) hop: Targets,
     pub(super) recursion: Option<Recursion>,
     pub(super) pin: Pin,
     pub(super) user: Option<(TenantId, UserId)>,
