@@ -31,6 +31,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued for one TCP connection before further ones are dropped.
 const CONNECTION_QUEUE: usize = 1024;
 
+mod dns;
 mod tcp;
 pub mod tls;
 mod udp;
@@ -219,6 +220,9 @@ pub async fn run(
             tls,
         ));
     }
+    // Next hop names are looked up here, never on the per-message path (SPEC §5.2).
+    let (located_tx, mut located) = mpsc::channel::<dns::Located>(64);
+    let mut lookups = dns::Lookups::start(&settings.server, &located_tx);
     let mut core = Proxy::new(settings, policy);
     core.count_into(metrics.clone());
     if decisions.is_some() {
@@ -274,9 +278,13 @@ pub async fn run(
             }
             _ = sleep => core.handle_timeout(Instant::now()),
             c = control.recv(), if controlled => match c {
-                Some(c) => c.apply(&mut core, &tls),
+                Some(c) => {
+                    c.apply(&mut core, &tls);
+                    lookups.follow(&core.settings().server, &located_tx);
+                }
                 None => controlled = false,
             },
+            Some((name, targets)) = located.recv() => core.set_targets(&name, targets),
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
         }
         out.flush(&mut core);
