@@ -111,7 +111,16 @@ async fn keep_located(resolver: TokioResolver, name: Name, tx: mpsc::Sender<Loca
     let mut last: Option<Vec<Target>> = None;
     loop {
         let wait = match locate(&resolver, &name).await {
-            Ok((targets, valid_until)) => {
+            Ok((mut targets, valid_until)) => {
+                // Servers shuffle their answers: the same set in another order is no change.
+                targets.sort_by_key(|t| {
+                    (
+                        t.priority,
+                        t.weight,
+                        t.peer.addr,
+                        t.peer.transport == Transport::Tcp,
+                    )
+                });
                 if last.as_ref() != Some(&targets) {
                     let list: Vec<String> = targets.iter().map(|t| t.peer.to_string()).collect();
                     tracing::info!(next_hop = %name, targets = list.join(" "), "next hop located");
