@@ -268,7 +268,7 @@ pub(super) fn uri_user(uri: &str) -> Option<&str> {
     Uri::parse(uri).ok().and_then(|u| u.user)
 }
 
-/// Where a SIP URI points: its host must be an IP address (sipscreen does no DNS).
+/// Where a SIP URI points: its host must be an IP address (no DNS on the message path).
 pub(super) fn uri_target(uri: &str) -> Option<Peer> {
     let u = Uri::parse(uri).ok()?;
     if u.scheme == Scheme::Tel {
