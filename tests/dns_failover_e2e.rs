@@ -7,6 +7,10 @@
 //! (32 s over UDP) and goes to the other target; the target is marked down (`down_after =
 //! 1`), so the next calls go straight to the other. Once it is back, the next OPTIONS probe
 //! (`probe_interval_s = 1`) finds it and calls go to it again.
+//!
+//! A second test checks the other ways RFC 3263 locates a name: a NAPTR record pointing at
+//! TCP SRV records, an explicit port (address records only), and a name that does not
+//! resolve (logged).
 
 mod common;
 use common::net::{free_port, udp_bound, NextHop};
@@ -23,6 +27,19 @@ const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// dnsmasq on `port`, answering for `trunk.test` only: the two SRV targets, at one
 /// address.
 fn dns_server(dir: &TempDir, port: u16, first: u16, second: u16) -> Proc {
+    dns_server_with(
+        dir,
+        port,
+        &[
+            format!("--srv-host=_sip._udp.trunk.test,uas.trunk.test,{first},1,10"),
+            format!("--srv-host=_sip._udp.trunk.test,uas.trunk.test,{second},2,10"),
+        ],
+    )
+}
+
+/// dnsmasq on `port`, answering for `trunk.test` only, with `uas.trunk.test` at 127.0.0.1
+/// and the `records` given.
+fn dns_server_with(dir: &TempDir, port: u16, records: &[String]) -> Proc {
     let log = std::fs::File::create(dir.path("dnsmasq.log")).expect("create dnsmasq's log");
     let mut cmd = Command::new("dnsmasq");
     cmd.args([
@@ -35,11 +52,10 @@ fn dns_server(dir: &TempDir, port: u16, first: u16, second: u16) -> Proc {
         "--conf-file=/dev/null".to_owned(),
         // Names of trunk.test it has no record of are answered, never sent upstream.
         "--local=/trunk.test/".to_owned(),
-        format!("--srv-host=_sip._udp.trunk.test,uas.trunk.test,{first},1,10"),
-        format!("--srv-host=_sip._udp.trunk.test,uas.trunk.test,{second},2,10"),
         "--host-record=uas.trunk.test,127.0.0.1".to_owned(),
         "--log-queries".to_owned(),
     ])
+    .args(records)
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(log);
@@ -153,4 +169,35 @@ fn calls_follow_srv_priority_fail_over_and_come_back() {
     calls(&dir, "uac3", proxy.udp(), 2, Duration::from_secs(10));
     assert_eq!(proxy.log().matches(failed_over).count(), 1);
     proxy.stop_ok();
+}
+
+#[test]
+fn naptr_and_address_records_are_followed() {
+    if Command::new("dnsmasq").arg("--version").output().is_err() {
+        panic!("dnsmasq is needed (Debian package dnsmasq; scripts/test installs it)");
+    }
+    let dir = TempDir::new("dns", "naptr");
+    let dns_port = free_port(LOCAL);
+    // NAPTR of trunk.test says SIP over TCP at _sip._tcp.trunk.test (RFC 3263 §4.1), whose
+    // SRV names port 5070; the UDP SRV record is not used when NAPTR points elsewhere.
+    let _dns = dns_server_with(
+        &dir,
+        dns_port,
+        &[
+            "--naptr-record=trunk.test,10,10,S,SIP+D2T,,_sip._tcp.trunk.test".to_owned(),
+            "--srv-host=_sip._tcp.trunk.test,uas.trunk.test,5070,1,10".to_owned(),
+            "--srv-host=_sip._udp.trunk.test,uas.trunk.test,5071,1,10".to_owned(),
+        ],
+    );
+    let text = config(dns_port).replace(
+        "next_hop = \"sip:trunk.test\"",
+        "next_hop = [\"sip:trunk.test\", \"udp:uas.trunk.test:5072\", \"sip:nowhere.trunk.test\"]",
+    );
+    let proxy = Sipscreen::start(&dir, &text);
+    proxy.wait_for_log("targets=\"tcp:127.0.0.1:5070\"", 0);
+    proxy.wait_for_log("targets=\"udp:127.0.0.1:5072\"", 0);
+    proxy.wait_for_log("next hop does not resolve", 0);
+    let log = proxy.stop_ok();
+    assert!(!log.contains("127.0.0.1:5071"), "{log}");
+    assert!(log.contains("next_hop=sip:nowhere.trunk.test"), "{log}");
 }
