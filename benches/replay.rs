@@ -164,7 +164,7 @@ fn bench(c: &mut Criterion) {
     assert_eq!(decided.len(), calls);
     let denied = decided
         .iter()
-        .filter(|c| c.decision.verdict.as_str() == "deny")
+        .filter(|c| c.screening.decision.verdict.as_str() == "deny")
         .count();
     assert_eq!(denied, calls / 10);
 

@@ -19,7 +19,13 @@
 //!   resolved data (SPEC §2). Every error is reported at once with file, line and column.
 //! - [`transport`]: the only socket code (tokio): UDP and TCP, timers, the task that owns the
 //!   core, and the control channel that reloads it.
-//! - [`service`]: running as a service: reloading the configuration (SIGHUP).
+//! - [`service`]: running as a service: reloading the configuration (SIGHUP, the admin API)
+//!   and changing it (the admin API): checked, written atomically, put in force.
+//! - [`admin`]: the HTTP admin API (axum): wazo-confd-shaped resources over the TOML
+//!   document, who may use it, `check` and reload.
+//! - [`notify`]: telling systemd the service is ready, reloading or stopping (`Type=notify`).
+//! - [`metrics`]: the counters of the per-message path (atomics, no lock) and their
+//!   Prometheus exposition.
 //! - [`replay`]: captures read back into the same core, the capture's clock as now.
 //! - [`report`]: how a decision is shown (`check`, `replay`).
 //!
@@ -30,8 +36,11 @@
 //! (byte edits) on a client transaction, 403, or the PIN hold → responses relayed back, and
 //! the dialog they make remembered for the requests that follow.
 
+pub mod admin;
 pub mod config;
 pub mod media;
+pub mod metrics;
+pub mod notify;
 pub mod percent;
 pub mod policy;
 pub mod proxy;

@@ -6,8 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use sipscreen::config::Config;
-use sipscreen::policy::Call;
+use sipscreen::config::{Config, ConfigErrors, LogFormat};
 use sipscreen::report;
 
 #[derive(Parser)]
@@ -27,6 +26,10 @@ enum Command {
     Run {
         #[arg(long, default_value = "config/sipscreen.toml")]
         config: PathBuf,
+        /// Log lines as `text` or `json` (one object per line); overrides the file's
+        /// `server.log_format`.
+        #[arg(long = "log-format", value_name = "text|json")]
+        log_format: Option<LogFormat>,
     },
     /// Load and validate a configuration; print every error (exit 2) or nothing wrong (exit 0).
     Validate {
@@ -78,7 +81,7 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run(&config),
+        Command::Run { config, log_format } => run(&config, log_format),
         Command::Replay {
             config,
             capture,
@@ -120,42 +123,30 @@ fn main() -> ExitCode {
                     return ExitCode::from(BAD_INPUT);
                 }
             };
-            let (caller, from_domain) = split_address(&from);
-            let (dialed, to_domain) = split_address(&to);
-            let tenant_id = match &tenant {
-                Some(name) => c
-                    .policy
-                    .tenant_by_name(name)
-                    .ok_or_else(|| format!("no tenant named `{name}`")),
-                None => {
-                    let domains: Vec<&str> =
-                        [from_domain, to_domain].into_iter().flatten().collect();
-                    c.policy.tenant_for(&domains, None).ok_or_else(|| {
-                        "the configuration has several tenants: name one with --tenant".to_owned()
-                    })
-                }
+            let request = report::CheckRequest {
+                from: &from,
+                to: &to,
+                tenant: tenant.as_deref(),
+                forwarded_by: forwarded_by.as_deref(),
+                pin: pin.as_deref(),
             };
-            let tenant_id = match tenant_id {
-                Ok(t) => t,
+            let (decision, lines) = match report::check(&c.policy, &request) {
+                Ok(d) => d,
                 Err(e) => {
+                    let e = match e {
+                        report::CheckError::WhichTenant => {
+                            "the configuration has several tenants: name one with --tenant"
+                                .to_owned()
+                        }
+                        report::CheckError::BadPin(p) => {
+                            format!("--pin `{p}` must be digits or `*`")
+                        }
+                        e => e.to_string(),
+                    };
                     eprintln!("sipscreen check: {e}");
                     return ExitCode::from(BAD_INPUT);
                 }
             };
-            if let Some(p) = pin
-                .as_deref()
-                .filter(|p| !p.bytes().all(|b| b.is_ascii_digit() || b == b'*'))
-            {
-                eprintln!("sipscreen check: --pin `{p}` must be digits or `*`");
-                return ExitCode::from(BAD_INPUT);
-            }
-            let call = Call {
-                tenant: tenant_id,
-                caller,
-                dialed,
-                forwarded_by: forwarded_by.as_deref(),
-            };
-            let (decision, lines) = c.policy.explain(&call, pin.as_deref());
             if json {
                 let value = serde_json::Value::Object(report::decision_json(&c.policy, &decision));
                 println!("{value}");
@@ -168,27 +159,17 @@ fn main() -> ExitCode {
 }
 
 /// `sipscreen run`: a bad configuration never starts (exit 2); a listener that cannot bind
-/// exits 1; SIGTERM or SIGINT drains and exits 0.
-fn run(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
+/// exits 1; SIGTERM or SIGINT drains and exits 0. `log_format` is `--log-format`, which wins
+/// over the file's.
+fn run(path: &std::path::Path, log_format: Option<LogFormat>) -> ExitCode {
+    let (config, text) = match Config::load_with_text(path) {
         Ok(c) => c,
         Err(errors) => {
-            eprintln!("{errors}");
-            eprintln!(
-                "{}: {} error(s), not starting",
-                path.display(),
-                errors.0.len()
-            );
+            refuse_config(path, &errors, log_format.unwrap_or_default());
             return ExitCode::from(BAD_INPUT);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(log_format.unwrap_or(config.log_format));
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -198,19 +179,49 @@ fn run(path: &std::path::Path) -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("sipscreen: cannot start the runtime: {e}");
+            tracing::error!(error = %e, "cannot start the runtime");
             return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
         let (control, controlled) = tokio::sync::mpsc::channel(16);
-        let service = sipscreen::service::Service::new(path, &config, control);
+        let metrics = sipscreen::metrics::Metrics::new(Default::default());
+        let service =
+            sipscreen::service::Service::new(path, &config, text, control, metrics.clone());
         let Config {
             proxy: mut settings,
             policy,
+            admin,
+            tls,
             ..
         } = config;
-        let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen).await?;
+        let sockets = sipscreen::transport::Sockets::bind(&settings.server.listen)
+            .await?
+            .with_tls(tls);
+        // Decisions as they are made, for the admin API's live feed; a subscriber that falls
+        // behind skips what it missed instead of holding memory.
+        let decisions = admin
+            .as_ref()
+            .map(|_| tokio::sync::broadcast::channel(1024).0);
+        if let Some(admin) = admin {
+            let listener = tokio::net::TcpListener::bind(admin.listen)
+                .await
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("cannot listen on admin {}: {e}", admin.listen),
+                    )
+                })?;
+            tracing::info!(admin = %listener.local_addr()?, "admin API listening");
+            let service = service.clone();
+            let feed = decisions.clone().expect("made with the admin listener");
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sipscreen::admin::serve(listener, service, feed, metrics).await {
+                    tracing::error!(error = %e, "the admin API stopped");
+                }
+            });
+        }
         // Port 0 in `listen` is now a real port: the core must know it (Via, Record-Route).
         settings.server.listen = sockets.bound().to_vec();
         for l in &settings.server.listen {
@@ -218,14 +229,66 @@ fn run(path: &std::path::Path) -> ExitCode {
         }
         let next_hop = policy.hop_name(policy.default_next_hop);
         tracing::info!(next_hop, "sipscreen running");
+        // Every signal handler is in place before systemd hears that the proxy is ready.
         tokio::spawn(sipscreen::service::reload_on_sighup(service.clone()));
-        sipscreen::transport::run(settings, policy, sockets, shutdown_signal(), controlled).await
+        let stop = shutdown_signal();
+        sipscreen::notify::ready();
+        let draining = metrics.clone();
+        let shutdown = async move {
+            stop.await;
+            draining.set_draining();
+            sipscreen::notify::stopping();
+        };
+        let observe = sipscreen::transport::Observe { decisions, metrics };
+        sipscreen::transport::run(settings, policy, sockets, shutdown, controlled, observe).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sipscreen: {e}");
+            tracing::error!(error = %e, "sipscreen stopped");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The log of `run`, on stderr (where systemd's journal reads it), filtered by `RUST_LOG`
+/// (default `info`). JSON lines carry `timestamp`, `level`, `target` and the event's fields
+/// at the top level (`message` among them), so that a shipper indexes `tenant` or
+/// `decision` without unwrapping anything.
+fn init_logging(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_ansi(false).init(),
+    }
+}
+
+/// Prints every error of a configuration `run` refuses: plain lines, as `validate` prints
+/// them, or in JSON, one log event each, when the command line asked for JSON (a log
+/// shipper reading the service's output takes every line as an object).
+fn refuse_config(path: &std::path::Path, errors: &ConfigErrors, format: LogFormat) {
+    let summary = format!(
+        "{}: {} error(s), not starting",
+        path.display(),
+        errors.0.len()
+    );
+    match format {
+        LogFormat::Text => {
+            eprintln!("{errors}");
+            eprintln!("{summary}");
+        }
+        LogFormat::Json => {
+            init_logging(format);
+            for e in &errors.0 {
+                tracing::error!(error = %e, "invalid configuration");
+            }
+            tracing::error!("{summary}");
         }
     }
 }
@@ -279,7 +342,7 @@ fn replay(
                 "{} {} {} {} {} {} → {}: {}",
                 field("time"),
                 field("source"),
-                call.call_id,
+                call.screening.call_id,
                 field("call"),
                 field("identity"),
                 field("dialed"),
@@ -318,36 +381,23 @@ fn replay(
     }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are in place when this returns (their default action
+/// ends the process at once, without draining). Call it within the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match signals {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
+            _ => std::future::pending().await,
         }
-        _ => std::future::pending().await,
-    }
-}
-
-/// Accepts `1001`, `alice@acme.example.com` or `sip:1001@acme.example.com`: the user part, and
-/// the domain when there is one (to find the tenant).
-fn split_address(s: &str) -> (&str, Option<&str>) {
-    let s = s
-        .strip_prefix("sip:")
-        .or_else(|| s.strip_prefix("sips:"))
-        .or_else(|| s.strip_prefix("tel:"))
-        .unwrap_or(s);
-    match s.rsplit_once('@') {
-        Some((user, domain)) => (
-            user,
-            Some(domain.split([';', ':', '>']).next().unwrap_or(domain)),
-        ),
-        None => (s, None),
     }
 }

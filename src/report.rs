@@ -3,7 +3,81 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::policy::{Decision, PinCheck, Policy};
+use crate::policy::{Call, Decision, PinCheck, Policy};
+
+/// One call to explain, as `check` and the admin API's `/1.1/check` are given it.
+pub struct CheckRequest<'a> {
+    /// A user's extension or name, or any number; may be `user@domain` or a SIP URI.
+    pub from: &'a str,
+    /// The dialed string; may be `user@domain` or a SIP URI.
+    pub to: &'a str,
+    /// A tenant name; needed when there are several and no domain says which.
+    pub tenant: Option<&'a str>,
+    pub forwarded_by: Option<&'a str>,
+    /// Resolves a challenge as if the caller had typed these digits.
+    pub pin: Option<&'a str>,
+}
+
+/// Why a call cannot be checked (a bad request, not a decision).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("no tenant named `{0}`")]
+    UnknownTenant(String),
+    #[error("the configuration has several tenants: name one")]
+    WhichTenant,
+    #[error("the PIN `{0}` must be digits or `*`")]
+    BadPin(String),
+}
+
+/// Decides one call as the proxy would, with the explanation lines.
+pub fn check(
+    policy: &Policy,
+    req: &CheckRequest<'_>,
+) -> Result<(Decision, Vec<String>), CheckError> {
+    let (caller, from_domain) = split_address(req.from);
+    let (dialed, to_domain) = split_address(req.to);
+    let tenant = match req.tenant {
+        Some(name) => policy
+            .tenant_by_name(name)
+            .ok_or_else(|| CheckError::UnknownTenant(name.to_owned()))?,
+        None => {
+            let domains: Vec<&str> = [from_domain, to_domain].into_iter().flatten().collect();
+            policy
+                .tenant_for(&domains, None)
+                .ok_or(CheckError::WhichTenant)?
+        }
+    };
+    if let Some(p) = req
+        .pin
+        .filter(|p| !p.bytes().all(|b| b.is_ascii_digit() || b == b'*'))
+    {
+        return Err(CheckError::BadPin(p.to_owned()));
+    }
+    let call = Call {
+        tenant,
+        caller,
+        dialed,
+        forwarded_by: req.forwarded_by,
+    };
+    Ok(policy.explain(&call, req.pin))
+}
+
+/// Accepts `1001`, `alice@acme.example.com` or `sip:1001@acme.example.com`: the user part, and
+/// the domain when there is one (to find the tenant).
+fn split_address(s: &str) -> (&str, Option<&str>) {
+    let s = s
+        .strip_prefix("sip:")
+        .or_else(|| s.strip_prefix("sips:"))
+        .or_else(|| s.strip_prefix("tel:"))
+        .unwrap_or(s);
+    match s.rsplit_once('@') {
+        Some((user, domain)) => (
+            user,
+            Some(domain.split([';', ':', '>']).next().unwrap_or(domain)),
+        ),
+        None => (s, None),
+    }
+}
 
 /// The keys of `check --json` for one decision.
 pub fn decision_json(policy: &Policy, d: &Decision) -> Map<String, Value> {
@@ -29,6 +103,27 @@ pub fn decision_json(policy: &Policy, d: &Decision) -> Map<String, Value> {
         Value::Object(map) => map,
         _ => unreachable!("json! of an object literal is an object"),
     }
+}
+
+/// One screened call as `replay --json` prints it and the admin API's `/1.1/events` sends
+/// it: `call_id`, `time` (RFC 3339, UTC), `source`, `caller` (as identified), then the keys
+/// of `check --json`.
+pub fn screening_json(
+    policy: &Policy,
+    s: &crate::proxy::Screening,
+    time: std::time::SystemTime,
+) -> Map<String, Value> {
+    let (call_id, source, d) = (&s.call_id, s.source, &s.decision);
+    let mut obj = Map::new();
+    obj.insert("call_id".into(), Value::String(call_id.to_string()));
+    obj.insert("caller".into(), Value::String(s.caller.to_string()));
+    obj.insert(
+        "time".into(),
+        Value::String(humantime::format_rfc3339_micros(time).to_string()),
+    );
+    obj.insert("source".into(), Value::String(source.to_string()));
+    obj.extend(decision_json(policy, d));
+    obj
 }
 
 /// The readable form of `check`: the explanation lines, then the outcome.

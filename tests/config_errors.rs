@@ -2171,3 +2171,245 @@ fn new_limits_are_checked_and_rtp_ports_need_an_even_port() {
         (5, 9, 30)
     );
 }
+
+#[test]
+fn admin_listener_needs_tokens_off_loopback() {
+    let text = base() + "\n[admin]\nlisten = \"0.0.0.0:8080\"\n";
+    let errors = invalid(&text);
+    let e = find(&errors, "admin", &["`tokens` are required", "0.0.0.0:8080"]);
+    assert_eq!(e.position, Some(pos(&text, "\"0.0.0.0:8080\"")));
+    let with_tokens = base()
+        + "\n[admin]\nlisten = \"0.0.0.0:8080\"\ntokens = [{ name = \"ops\", token = \"a-long-enough-token\" }]\n";
+    let c = valid(&with_tokens);
+    let admin = c.admin.expect("[admin] is read");
+    assert_eq!(
+        admin.tokens,
+        [("ops".to_owned(), "a-long-enough-token".to_owned())]
+    );
+    // Loopback needs none, IPv6 included.
+    for listen in ["127.0.0.1:8080", "[::1]:0", "127.9.9.9:1"] {
+        valid(&format!("{}\n[admin]\nlisten = \"{listen}\"\n", base()));
+    }
+}
+
+#[test]
+fn admin_errors_are_all_reported() {
+    let text = base()
+        + "\n[admin]\nlisten = \"localhost:80\"\ntokens = [\n  { name = \"ops\", token = \"\" },\n  { name = \"ops\", token = \"with space in it\" },\n  { token = \"no-name-given-here\" },\n  { name = \"short\", token = \"abc\" },\n]\n";
+    let errors = invalid(&text);
+    find(
+        &errors,
+        "admin",
+        &["`listen`", "localhost:80", "not IP:PORT"],
+    );
+    find(&errors, "admin", &["duplicate token name `ops`"]);
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.message.contains("`token` must be non-empty"))
+            .count(),
+        2,
+        "{}",
+        list(&errors)
+    );
+    find(&errors, "admin, token #3", &["missing required key `name`"]);
+    // A short token is valid, with a warning.
+    let short = base()
+        + "\n[admin]\nlisten = \"127.0.0.1:0\"\ntokens = [{ name = \"t\", token = \"abc\" }]\n";
+    let c = valid(&short);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("shorter than 16")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn names_are_path_and_log_safe() {
+    for (name, why) in [
+        ("", "must not be empty"),
+        ("a/b", "must not contain `/`"),
+        ("bad\u{7}bell", "control characters"),
+    ] {
+        let text = with(&format!(
+            "\n  [[tenant.users]]\n  name = {}\n  extension = \"1001\"\n",
+            toml_string(name)
+        ));
+        let errors = invalid(&text);
+        find(&errors, "user", &["`name`", why]);
+    }
+    let long = "x".repeat(129);
+    let text = with(&format!(
+        "\n  [[tenant.call_permissions]]\n  name = \"{long}\"\n  extensions = [\"1\"]\n"
+    ));
+    find(&invalid(&text), "call_permission", &["longer than 128"]);
+    let ok = "y".repeat(128);
+    valid(&with(&format!(
+        "\n  [[tenant.call_permissions]]\n  name = \"{ok}\"\n  extensions = [\"1\"]\n"
+    )));
+}
+
+/// A TOML basic string holding `s` (control characters escaped).
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+// ------------------------------------------------------------------------------------------
+// Next hops by name, lists of next hops, DNS and failover settings (SPEC §5.2)
+
+#[test]
+fn next_hop_names_lists_dns_and_failover_settings_are_valid() {
+    let text = base()
+        .replace(
+            "next_hop = \"udp:127.0.0.1:45070\"",
+            "next_hop = [\"sip:trunk.example.com\", \"udp:127.0.0.1:45070\"]\ndns = [\"127.0.0.1:5353\", \"::1\"]\nprobe_interval_s = 30\ndown_after = 5",
+        )
+        + "next_hop = \"tcp:pbx.example.com:5080\"\n";
+    let c = valid(&text);
+    let s = &c.proxy.server;
+    assert_eq!(
+        s.hops.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        [
+            "[\"sip:trunk.example.com\", \"udp:127.0.0.1:45070\"]",
+            "tcp:pbx.example.com:5080"
+        ]
+    );
+    assert_eq!(
+        s.dns,
+        [
+            "127.0.0.1:5353".parse().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        (s.probe_interval, s.down_after),
+        (Duration::from_secs(30), 5)
+    );
+    let names: Vec<String> = s.names().iter().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["sip:trunk.example.com", "tcp:pbx.example.com:5080"]);
+    // The defaults.
+    let d = valid(&base());
+    assert_eq!(
+        (d.proxy.server.probe_interval, d.proxy.server.down_after),
+        (Duration::from_secs(10), 3)
+    );
+    assert!(d.proxy.server.dns.is_empty());
+}
+
+#[test]
+fn an_empty_next_hop_list() {
+    let text = base().replace("\"udp:127.0.0.1:45070\"", "[]");
+    expect(
+        &text,
+        Expect::new("server", &["next_hop", "at least one"], "[]\n").exact(),
+    );
+}
+
+#[test]
+fn a_bad_entry_in_a_next_hop_list() {
+    let text = base().replace(
+        "\"udp:127.0.0.1:45070\"",
+        "[\"udp:127.0.0.1:45070\", \"sip:trunk_1.example.com\"]",
+    );
+    expect(
+        &text,
+        Expect::new(
+            "server",
+            &["next_hop", "trunk_1.example.com", "host name"],
+            "\"sip:trunk_1.example.com\"",
+        )
+        .exact(),
+    );
+}
+
+#[test]
+fn next_hops_that_are_not_host_names() {
+    let text = with(
+        "next_hop = \"udp:1.2.3.999:5060\"\n\n  [[tenant.outcalls]]\n  name = \"trunk\"\n  patterns = [\"_X.\"]\n  next_hop = \"sip:-trunk-.example.com\"\n",
+    );
+    let errors = invalid(&text);
+    check_one(
+        &text,
+        &errors,
+        &Expect::new(
+            "tenant \"acme\"",
+            &["next_hop", "1.2.3.999", "host name"],
+            "\"udp:1.2.3.999:5060\"",
+        )
+        .exact(),
+    );
+    check_one(
+        &text,
+        &errors,
+        &Expect::new(
+            "outcall \"trunk\"",
+            &["next_hop", "-trunk-.example.com"],
+            "\"sip:-trunk-.example.com\"",
+        )
+        .exact(),
+    );
+}
+
+#[test]
+fn a_next_hop_of_the_wrong_type() {
+    let text = base().replace("\"udp:127.0.0.1:45070\"", "5070");
+    expect(
+        &text,
+        Expect::new("server", &["next_hop", "a next hop or a list"], "5070").exact(),
+    );
+}
+
+#[test]
+fn bad_dns_servers() {
+    let text = base().replace(
+        "trusted_peers",
+        "dns = [\"127.0.0.1:5353\", \"dns.example.com\", \"127.0.0.1:0\"]\ntrusted_peers",
+    );
+    let errors = invalid(&text);
+    for bad in ["dns.example.com", "127.0.0.1:0"] {
+        check_one(
+            &text,
+            &errors,
+            &Expect::new("server", &["dns", bad], &format!("\"{bad}\"")).exact(),
+        );
+    }
+    let text = base().replace("trusted_peers", "dns = []\ntrusted_peers");
+    expect(
+        &text,
+        Expect::new("server", &["dns", "at least one"], "[]").exact(),
+    );
+}
+
+#[test]
+fn bad_failover_intervals() {
+    let text = base().replace(
+        "trusted_peers",
+        "probe_interval_s = 0\ndown_after = -1\ntrusted_peers",
+    );
+    let errors = invalid(&text);
+    check_one(
+        &text,
+        &errors,
+        &Expect::new("server", &["probe_interval_s", "positive"], "0\n").exact(),
+    );
+    check_one(
+        &text,
+        &errors,
+        &Expect::new("server", &["down_after", "positive"], "-1").exact(),
+    );
+    let text = base().replace("trusted_peers", "probe_interval_s = 7200\ntrusted_peers");
+    expect(
+        &text,
+        Expect::new("server", &["probe_interval_s", "3600"], "7200").exact(),
+    );
+}

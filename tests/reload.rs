@@ -7,6 +7,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use common::invite::invite;
 use common::proxy::Sipscreen;
 use common::TempDir;
 
@@ -25,33 +26,9 @@ fn config(next_hop: SocketAddr, blocked: bool) -> String {
     )
 }
 
-/// Sends an INVITE to 600000001 from `caller`, and returns the status codes it gets back
-/// within a second.
+/// An INVITE from `caller` to 600000001; the status codes it gets within a second.
 fn call(caller: &UdpSocket, proxy: SocketAddr, call_id: &str) -> Vec<u16> {
-    let port = caller.local_addr().expect("local").port();
-    let invite = format!(
-        "INVITE sip:600000001@{proxy} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{call_id};rport\r\n\
-         From: <sip:caller@127.0.0.1>;tag=1\r\nTo: <sip:600000001@127.0.0.1>\r\nCall-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    caller.send_to(invite.as_bytes(), proxy).expect("send");
-    let mut codes = Vec::new();
-    let mut buf = [0u8; 4096];
-    caller
-        .set_read_timeout(Some(Duration::from_millis(1000)))
-        .expect("timeout");
-    while let Ok(n) = caller.recv(&mut buf) {
-        let text = String::from_utf8_lossy(&buf[..n]);
-        // (the 403 of an earlier call is retransmitted: it was never acknowledged)
-        if !text.contains(&format!("Call-ID: {call_id}\r\n")) {
-            continue;
-        }
-        codes.extend(text.split(' ').nth(1).and_then(|c| c.parse::<u16>().ok()));
-        if codes.last().is_some_and(|c| *c >= 200) {
-            break;
-        }
-    }
-    codes
+    invite(caller, proxy, call_id, "caller", "600000001")
 }
 
 /// Whether the next hop received an INVITE for `call_id` within a second; it is answered

@@ -26,12 +26,14 @@
 mod common;
 use common::net::{free_ports, NextHop};
 use common::proxy::Sipscreen;
+use common::sip::{
+    answer, authorization, cseq_method, first_line, header, headers, offer, param, status, unique,
+};
 use common::sipp::{summary, SippCommand, SippRun};
 use common::TempDir;
-use sipscreen::proxy::auth::{response, Algorithm, Credentials};
+use sipscreen::proxy::auth::Algorithm;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The phones' network: the tenant's only source.
@@ -216,16 +218,6 @@ impl World {
 // ---------------------------------------------------------------------------------------
 // SIP messages, written and read by hand.
 
-/// A fresh token for Call-IDs, tags and branches.
-fn unique(what: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{what}{}x{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A request: `headers` are whole lines (each ending in CRLF) after the usual ones.
 struct Request<'a> {
     method: &'a str,
@@ -281,15 +273,6 @@ fn new_request<'a>(
     }
 }
 
-/// An SDP offer of PCMU and telephone-event/101 at `rtp`.
-fn offer(rtp: SocketAddr) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
-        ip = rtp.ip(),
-        port = rtp.port()
-    )
-}
-
 /// The ACK for a non-2xx final response to `invite` (RFC 3261 §17.1.1.3): the INVITE's
 /// branch, the response's To.
 fn ack_for(invite: &Request<'_>, resp: &str) -> String {
@@ -323,122 +306,6 @@ fn cancel_for(invite: &Request<'_>) -> String {
         body: None,
     }
     .text()
-}
-
-/// The status code of a response (0 for a request).
-fn status(msg: &str) -> u16 {
-    msg.strip_prefix("SIP/2.0 ")
-        .and_then(|r| r.get(..3))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Every value of a header (full name), in order.
-fn headers<'m>(msg: &'m str, name: &str) -> Vec<&'m str> {
-    msg.split("\r\n")
-        .skip(1)
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-fn header<'m>(msg: &'m str, name: &str) -> Option<&'m str> {
-    headers(msg, name).into_iter().next()
-}
-
-fn first_line(msg: &str) -> &str {
-    msg.lines().next().unwrap_or("")
-}
-
-/// The method of a CSeq (`1 INVITE` → `INVITE`).
-fn cseq_method(msg: &str) -> &str {
-    header(msg, "CSeq")
-        .and_then(|c| c.split_whitespace().nth(1))
-        .unwrap_or("")
-}
-
-/// A response to `req` (a request received by a callee of the test), as a UAS sends it:
-/// every Via, the Record-Route, From, To (with `to_tag` added), Call-ID, CSeq, and
-/// `extra` lines.
-fn answer(req: &str, code: u16, reason: &str, to_tag: &str, extra: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for line in req.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
-        let name = line
-            .split_once(':')
-            .map_or("", |(n, _)| n.trim())
-            .to_ascii_lowercase();
-        match name.as_str() {
-            "via" | "record-route" | "from" | "call-id" | "cseq" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "to" => {
-                out.push_str(line);
-                if !to_tag.is_empty() && !line.contains(";tag=") {
-                    out.push_str(&format!(";tag={to_tag}"));
-                }
-                out.push_str("\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str(extra);
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
-
-/// A `"name=value"` or `name=value` parameter of a challenge.
-fn param<'v>(value: &'v str, name: &str) -> &'v str {
-    let at = value
-        .find(&format!("{name}="))
-        .unwrap_or_else(|| panic!("no {name} in `{value}`"))
-        + name.len()
-        + 1;
-    let rest = &value[at..];
-    match rest.strip_prefix('"') {
-        Some(q) => &q[..q.find('"').unwrap_or(q.len())],
-        None => rest.split([',', ' ']).next().unwrap_or(""),
-    }
-}
-
-/// The `Proxy-Authorization` line a phone computes from the challenge of `alg` in a 407
-/// (RFC 7616, `qop=auth`).
-#[allow(clippy::too_many_arguments)]
-fn authorization(
-    challenge_407: &str,
-    alg: Algorithm,
-    user: &str,
-    password: &str,
-    method: &str,
-    uri: &str,
-    nc: u32,
-) -> String {
-    let challenge = headers(challenge_407, "Proxy-Authenticate")
-        .into_iter()
-        .find(|c| c.contains(&format!("algorithm={}", alg.name())))
-        .unwrap_or_else(|| panic!("no {} challenge in:\n{challenge_407}", alg.name()));
-    let (realm, nonce) = (param(challenge, "realm"), param(challenge, "nonce"));
-    let nc = format!("{nc:08x}");
-    let mut c = Credentials {
-        username: user,
-        realm,
-        nonce,
-        uri,
-        response: "",
-        algorithm: Some(alg.name()),
-        cnonce: "5ec0e2e",
-        qop: "auth",
-        nc: &nc,
-    };
-    let ha1 = alg.hash(&format!("{user}:{realm}:{password}"));
-    let r = response(alg, &ha1, &c, method);
-    c.response = &r;
-    format!(
-        "Proxy-Authorization: Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{}\", algorithm={}, cnonce=\"{}\", qop=auth, nc={}\r\n",
-        c.username, c.realm, c.nonce, c.uri, c.response, alg.name(), c.cnonce, c.nc
-    )
 }
 
 // ---------------------------------------------------------------------------------------

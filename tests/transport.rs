@@ -49,9 +49,19 @@ impl Running {
                 };
                 // Nothing controls this proxy: the sender goes at once.
                 let (_, control) = tokio::sync::mpsc::channel(1);
-                transport::run(settings, config.policy, sockets, shutdown, control)
-                    .await
-                    .expect("the transport runs");
+                transport::run(
+                    settings,
+                    config.policy,
+                    sockets,
+                    shutdown,
+                    control,
+                    transport::Observe {
+                        decisions: None,
+                        metrics: sipscreen::metrics::Metrics::new(Default::default()),
+                    },
+                )
+                .await
+                .expect("the transport runs");
             });
         });
         let listen = ready

@@ -4,7 +4,8 @@
 //! recovers from, in its order; nothing else is checked after one), then wrong types and
 //! unknown keys ([`types`](super::types)), then the semantic checks of the sections:
 //! `[server]`, `[pin]` and `[limits]` ([`server`](super::server)), `[brand]`, each
-//! `[[tenant]]` ([`tenant`](super::tenant)), then digest credentials ([`auth`](super::auth)).
+//! `[[tenant]]` ([`tenant`](super::tenant)), then digest credentials ([`auth`](super::auth))
+//! and `[tls]` ([`tls`](super::tls)), which needs every listener and next hop known.
 //! Errors of the later stages come out together, in file order.
 
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use super::checker::Checker;
 use super::names::{ctx, index_names};
 use super::permission::warn_conflicting_passwords;
 use super::raw::RawConfig;
-use super::server::{check_limits, check_pin, check_server};
+use super::server::{check_limits, check_log_format, check_pin, check_server};
 use super::tenant::check_tenant;
 use super::{types, Config, ConfigErrors};
 use crate::policy::acl::AclPattern;
@@ -37,6 +38,17 @@ pub(super) fn check(text: &str, file: &str, base: &Path) -> Result<Config, Confi
     }
     let raw = types::deserialize(&mut ck, table);
     let config = raw.and_then(|raw| build(&mut ck, &raw, base));
+    if !ck.errors.is_empty() {
+        // The tree went into `raw`; reading it again costs only when there are errors.
+        let (table, _) = DeTable::parse_recoverable(text);
+        for (e, field) in ck
+            .errors
+            .iter_mut()
+            .zip(types::value_paths(table.get_ref(), &ck.spans))
+        {
+            e.field = field;
+        }
+    }
     // In file order, whatever stage found them.
     ck.errors.sort_by_key(|e| e.position);
     match config {
@@ -55,8 +67,10 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         }
         Some(s) => check_server(ck, s),
     };
+    let log_format = check_log_format(ck, raw.server.as_ref());
     let pin = check_pin(ck, raw.pin.as_ref(), base);
     let limits = check_limits(ck, raw.limits.as_ref());
+    let admin = super::admin::check_admin(ck, raw.admin.as_ref());
     let brand_name = match &raw.brand {
         None => {
             ck.error(None, "", "missing required table `[brand]`");
@@ -76,6 +90,12 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
         .as_ref()
         .is_some_and(|s| !s.get_ref().trusted_peers.is_empty());
     let auth = super::auth::check_auth(ck, &raw.tenant, &tenants, trusted);
+    let listen = raw
+        .server
+        .as_ref()
+        .and_then(|s| s.get_ref().listen.as_ref());
+    let hop_addrs: Vec<_> = ck.hops.iter().flat_map(|h| h.addrs()).collect();
+    let tls = super::tls::check_tls(ck, raw.tls.as_ref(), listen, &hop_addrs, base);
     let (mut server, default_next_hop) = server?;
     let pin = pin?;
     server.hops = std::mem::take(&mut ck.hops);
@@ -98,6 +118,9 @@ fn build(ck: &mut Checker<'_>, raw: &RawConfig, base: &Path) -> Option<Config> {
             }),
         },
         policy: std::sync::Arc::new(policy),
+        admin,
+        tls,
+        log_format,
         warnings: std::mem::take(&mut ck.warnings),
     })
 }

@@ -7,13 +7,16 @@ use std::ops::Range;
 use toml::Spanned;
 
 use super::ConfigError;
-use crate::proxy::Peer;
+use crate::proxy::NextHop;
 
 /// Collects errors with their positions.
 pub(super) struct Checker<'a> {
     file: &'a str,
     text: &'a str,
     pub(super) errors: Vec<ConfigError>,
+    /// The span each error of `errors` points at, if any (turned into its key path once
+    /// every error is known).
+    pub(super) spans: Vec<Option<Range<usize>>>,
     pub(super) warnings: Vec<String>,
     /// Keys whose values had the wrong type (already reported, then taken out), with the
     /// span of the table they were in.
@@ -21,7 +24,7 @@ pub(super) struct Checker<'a> {
     /// Every distinct next hop named so far, in order: the policy's [`HopId`]s.
     ///
     /// [`HopId`]: crate::policy::HopId
-    pub(super) hops: Vec<Peer>,
+    pub(super) hops: Vec<NextHop>,
 }
 
 impl<'a> Checker<'a> {
@@ -31,6 +34,7 @@ impl<'a> Checker<'a> {
             file,
             text,
             errors: Vec::new(),
+            spans: Vec::new(),
             warnings: Vec::new(),
             removed: Vec::new(),
             hops: Vec::new(),
@@ -59,7 +63,9 @@ impl Checker<'_> {
             position,
             context: context.to_owned(),
             message: message.into(),
+            field: None,
         });
+        self.spans.push(span.cloned());
     }
 
     pub(super) fn warn(&mut self, span: &Range<usize>, context: &str, message: &str) {

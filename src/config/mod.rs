@@ -9,11 +9,13 @@
 //! `checker` collects errors and warnings with their positions; `types` reports wrong types
 //! and unknown keys; `server` checks `[server]`, `[limits]` and `[pin]`; `tenant` a
 //! `[[tenant]]`, with its Call ACL patterns and ACLs in `acl` and its call permissions in
-//! `permission`; `auth` checks digest credentials and who can reach each tenant; `names` and
+//! `permission`; `auth` checks digest credentials and who can reach each tenant; `tls` reads
+//! the certificates and keys of `[tls]`; `names` and
 //! `values` are what they all share: names and references, and single values read into
 //! policy types.
 
 mod acl;
+mod admin;
 mod auth;
 mod check;
 mod checker;
@@ -22,6 +24,7 @@ mod permission;
 pub mod raw;
 mod server;
 mod tenant;
+mod tls;
 mod types;
 mod values;
 
@@ -29,14 +32,25 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use admin::AdminSettings;
+
 use crate::policy::Policy;
 use crate::proxy::Settings;
+
+pub use server::LogFormat;
 
 /// A validated configuration: the settings of the proxy core and the policy it enforces.
 #[derive(Debug)]
 pub struct Config {
     pub proxy: Settings,
     pub policy: Arc<Policy>,
+    /// `[admin]`, when the file has it.
+    pub admin: Option<AdminSettings>,
+    /// `[tls]` made into rustls configurations, when anything uses TLS; the transport
+    /// takes it at start and at every reload.
+    pub tls: Option<Arc<crate::transport::tls::TlsSettings>>,
+    /// `server.log_format`: how `run` logs, unless the command line says otherwise.
+    pub log_format: LogFormat,
     /// Things that are valid but probably not what was meant (printed by `validate`).
     pub warnings: Vec<String>,
 }
@@ -50,6 +64,10 @@ pub struct ConfigError {
     /// The object at fault, e.g. `tenant "acme", user "alice"`; empty for the file as a whole.
     pub context: String,
     pub message: String,
+    /// Where the value at fault is in the file, as a key path
+    /// (`tenant[0].call_permissions[2].extensions[0]`), when the error points at one: the
+    /// admin API names the field of the object it was given from it.
+    pub field: Option<String>,
 }
 
 impl fmt::Display for ConfigError {
@@ -81,20 +99,32 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// The text of the configuration file, or the error that says why it cannot be read.
+pub fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            position: None,
+            context: String::new(),
+            message: format!("cannot read the configuration: {e}"),
+            field: None,
+        }])
+    })
+}
+
 impl Config {
     /// Reads and checks the file at `path`. Relative paths inside it (a WAV prompt) are taken
     /// from the file's folder.
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![ConfigError {
-                file: file.clone(),
-                position: None,
-                context: String::new(),
-                message: format!("cannot read the configuration: {e}"),
-            }])
-        })?;
-        Self::from_toml(&text, &file, path.parent())
+        Self::load_with_text(path).map(|(c, _)| c)
+    }
+
+    /// [`load`](Self::load), also giving the text that was checked: what the admin API edits,
+    /// and compares with the file to see whether someone else changed it meanwhile.
+    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigErrors> {
+        let text = read(path)?;
+        let config = Self::from_toml(&text, &path.display().to_string(), path.parent())?;
+        Ok((config, text))
     }
 
     /// Checks a configuration given as text; `file` names it in errors and `base` is where

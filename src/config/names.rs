@@ -10,14 +10,35 @@ use toml::Spanned;
 use super::checker::Checker;
 use super::raw::Str;
 
-/// Object names: each must be given and unique within its kind and tenant.
+/// The longest object name: names become paths of the admin API and labels in logs.
+pub const MAX_NAME: usize = 128;
+
+/// Object names: each must be given, 1 to [`MAX_NAME`] characters without `/` (it would
+/// split an admin API path) or control characters (they would forge log lines), and unique
+/// within its kind and tenant.
 pub(super) fn name_of<'v>(
     ck: &mut Checker<'_>,
     name: &'v Option<Str>,
     at: &Range<usize>,
     ctx: &str,
 ) -> Option<&'v Str> {
-    ck.required(name, "name", at, ctx)
+    let n = ck.required(name, "name", at, ctx)?;
+    let text = n.get_ref();
+    let problem = if text.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if text.chars().count() > MAX_NAME {
+        Some(format!("is longer than {MAX_NAME} characters"))
+    } else if text.contains('/') {
+        Some("must not contain `/`".to_owned())
+    } else if text.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        ck.error(Some(&n.span()), ctx, format!("`name` {p}"));
+    }
+    Some(n)
 }
 
 /// Builds the context of an object: `tenant "acme", user "alice"` (or `user #3` when it has

@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub server: Option<Spanned<RawServer>>,
     pub pin: Option<Spanned<RawPin>>,
     pub limits: Option<Spanned<RawLimits>>,
+    pub admin: Option<Spanned<RawAdmin>>,
+    pub tls: Option<Spanned<RawTls>>,
     pub brand: Option<Spanned<RawBrand>>,
     #[serde(default)]
     pub tenant: Vec<Spanned<RawTenant>>,
@@ -24,11 +26,75 @@ pub struct RawConfig {
 #[derive(Deserialize, Debug)]
 pub struct RawServer {
     pub listen: Option<Spanned<Vec<Str>>>,
-    pub next_hop: Option<Str>,
+    pub next_hop: Option<Spanned<RawHop>>,
+    pub dns: Option<Spanned<Vec<Str>>>,
+    pub probe_interval_s: Option<Spanned<i64>>,
+    pub down_after: Option<Spanned<i64>>,
     #[serde(default)]
     pub trusted_peers: Vec<Str>,
     pub record_route: Option<bool>,
     pub reject_reason: Option<Str>,
+    pub log_format: Option<Str>,
+}
+
+/// A `next_hop`: one destination, or a list of them tried in order (SPEC §5.2). Read by
+/// hand because serde's untagged enums buffer the value and lose the spans of the list's
+/// entries.
+#[derive(Debug)]
+pub enum RawHop {
+    One(String),
+    List(Vec<Str>),
+}
+
+impl<'de> Deserialize<'de> for RawHop {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawHop;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a next hop or a list of next hops")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawHop, E> {
+                Ok(RawHop::One(v.to_owned()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<RawHop, A::Error> {
+                let mut list = Vec::new();
+                while let Some(s) = seq.next_element::<Str>()? {
+                    list.push(s);
+                }
+                Ok(RawHop::List(list))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// `[tls]`: PEM files, relative to the configuration's folder.
+#[derive(Deserialize, Debug)]
+pub struct RawTls {
+    pub certificate: Option<Str>,
+    pub key: Option<Str>,
+    pub ca: Option<Str>,
+    pub client_certificate: Option<Str>,
+    pub client_key: Option<Str>,
+    pub verify_client: Option<bool>,
+    pub client_ca: Option<Str>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawAdmin {
+    pub listen: Option<Str>,
+    #[serde(default)]
+    pub tokens: Vec<Spanned<RawToken>>,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct RawToken {
+    pub name: Option<Str>,
+    pub token: Option<Str>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -93,7 +159,7 @@ pub struct RawTenant {
     pub sources: Vec<Str>,
     pub country: Option<Str>,
     pub area_code: Option<Str>,
-    pub next_hop: Option<Str>,
+    pub next_hop: Option<Spanned<RawHop>>,
     pub realm: Option<Str>,
     #[serde(default)]
     pub acl_patterns: Vec<Spanned<RawPattern>>,
@@ -163,7 +229,7 @@ pub struct RawOutcall {
     pub name: Option<Str>,
     #[serde(default)]
     pub patterns: Vec<Str>,
-    pub next_hop: Option<Str>,
+    pub next_hop: Option<Spanned<RawHop>>,
 }
 
 #[derive(Deserialize, Debug)]

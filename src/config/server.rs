@@ -1,7 +1,9 @@
-//! The proxy's own settings (SPEC §2, §6, §7): `[server]` (listen addresses, the default
-//! next hop, trusted peers, Record-Route, the Reason of a 403), `[limits]` and `[pin]` (the
-//! PIN flow: attempts, digits, timeouts, prompt, RTP ports, dial prefix, lockout).
+//! The proxy's own settings (SPEC §2, §6, §7, §9.3): `[server]` (listen addresses, the
+//! default next hop, trusted peers, Record-Route, the Reason of a 403, the log format),
+//! `[limits]` and `[pin]` (the PIN flow: attempts, digits, timeouts, prompt, RTP ports, dial
+//! prefix, lockout).
 
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -42,6 +44,22 @@ pub(super) fn check_server(
         .iter()
         .filter_map(|p| parse_cidr(ck, p, "trusted_peers", c))
         .collect();
+    let dns = raw
+        .dns
+        .as_ref()
+        .map(|d| check_dns(ck, d, c))
+        .unwrap_or_default();
+    let probe_interval = ck.positive(&raw.probe_interval_s, 10, "probe_interval_s", c);
+    if probe_interval > 3600 {
+        if let Some(p) = &raw.probe_interval_s {
+            ck.error(
+                Some(&p.span()),
+                c,
+                "`probe_interval_s` must be at most 3600 (an hour)",
+            );
+        }
+    }
+    let down_after = ck.positive(&raw.down_after, 3, "down_after", c);
     let reject_reason = match &raw.reject_reason {
         Some(r) if r.get_ref().contains(['\r', '\n']) => {
             ck.error(Some(&r.span()), c, "`reject_reason` must be one line");
@@ -54,12 +72,77 @@ pub(super) fn check_server(
         Server {
             listen,
             hops: Vec::new(),
+            down_after,
+            probe_interval: secs(probe_interval),
+            dns,
             trusted_peers,
             record_route: raw.record_route.unwrap_or(true),
             reject_reason,
         },
         next_hop?,
     ))
+}
+
+/// `dns`: the servers next hop names are looked up with, `IP` (port 53) or `IP:PORT`.
+fn check_dns(ck: &mut Checker<'_>, d: &Spanned<Vec<Str>>, c: &str) -> Vec<SocketAddr> {
+    if d.get_ref().is_empty() {
+        ck.error(
+            Some(&d.span()),
+            c,
+            "`dns` must name at least one server (leave it out to use the system's)",
+        );
+    }
+    let mut out = Vec::new();
+    for entry in d.get_ref() {
+        let v = entry.get_ref();
+        let parsed = v
+            .parse::<SocketAddr>()
+            .ok()
+            .or_else(|| v.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+            .filter(|a| a.port() != 0 && !a.ip().is_unspecified());
+        match parsed {
+            Some(a) => out.push(a),
+            None => ck.error(
+                Some(&entry.span()),
+                c,
+                format!("`dns`: `{v}` is not a DNS server's IP or IP:PORT (IPv6 as [::1]:53)"),
+            ),
+        }
+    }
+    out
+}
+
+/// How `sipscreen run` writes its log (SPEC §9.3): readable lines for a terminal, or one JSON
+/// object per line for a log shipper. `--log-format` overrides the file's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    /// `text` or `json`, as both the file and the command line write them.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is neither \"text\" nor \"json\"")),
+        }
+    }
+}
+
+/// `server.log_format`; the default (text) when `[server]` or the key is missing.
+pub(super) fn check_log_format(ck: &mut Checker<'_>, s: Option<&Spanned<RawServer>>) -> LogFormat {
+    let Some(f) = s.and_then(|s| s.get_ref().log_format.as_ref()) else {
+        return LogFormat::default();
+    };
+    f.get_ref().parse().unwrap_or_else(|e| {
+        ck.error(Some(&f.span()), "server", format!("`log_format`: {e}"));
+        LogFormat::default()
+    })
 }
 
 pub(super) fn check_limits(ck: &mut Checker<'_>, raw: Option<&Spanned<RawLimits>>) -> Limits {

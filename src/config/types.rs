@@ -36,7 +36,12 @@ pub(super) fn deserialize(
                 match path {
                     Some(path) if ck.removed.len() < MAX_TYPE_ERRORS => {
                         let (context, key) = describe(table.get_ref(), &path);
-                        ck.error(span.as_ref(), &context, format!("`{key}`: {}", e.message()));
+                        let message = if SECRET_KEYS.contains(&key.as_str()) {
+                            without_values(e.message())
+                        } else {
+                            e.message().to_owned()
+                        };
+                        ck.error(span.as_ref(), &context, format!("`{key}`: {message}"));
                         let parent = path
                             .split_last()
                             .and_then(|(_, up)| value_at(table.get_ref(), up));
@@ -59,6 +64,25 @@ pub(super) fn deserialize(
         ck.error(span.as_ref(), &context, format!("unknown key `{key}`"));
     }
     raw
+}
+
+/// Keys whose values are secrets (PINs, digest passwords and hashes, admin API tokens).
+/// Errors are printed by `validate` and logged by a reload, so an error about one never
+/// repeats its value: a PIN written without quotes is still the PIN.
+const SECRET_KEYS: [&str; 5] = [
+    "password",
+    "call_permission_password",
+    "auth_password",
+    "auth_ha1",
+    "token",
+];
+
+/// A serde message without the values it quotes: "invalid type: integer `1234`, expected a
+/// string" becomes "invalid type: integer, expected a string".
+fn without_values(message: &str) -> String {
+    let kept: String = message.split('`').step_by(2).collect();
+    let kept = kept.replace(" ,", ",");
+    format!("{} (the value is a secret: not shown)", kept.trim_end())
 }
 
 /// A step of a key path.
@@ -245,4 +269,80 @@ fn describe(root: &DeTable<'_>, path: &[Segment]) -> (String, String) {
         i += 1;
     }
     (parts.join(", "), key)
+}
+
+/// The key path (`tenant[0].users[1].extension`) of the value written at each span, when a
+/// value of the tree is written exactly there; one walk of the tree for all of them.
+pub(super) fn value_paths(
+    root: &DeTable<'_>,
+    spans: &[Option<Range<usize>>],
+) -> Vec<Option<String>> {
+    fn walk(
+        v: &DeValue<'_>,
+        path: &mut String,
+        wanted: &std::collections::HashMap<Range<usize>, Vec<usize>>,
+        found: &mut [Option<String>],
+        span: Option<Range<usize>>,
+    ) {
+        if let Some(at) = span.and_then(|s| wanted.get(&s)) {
+            for &i in at {
+                found[i] = Some(path.clone());
+            }
+        }
+        let len = path.len();
+        match v {
+            DeValue::Table(t) => {
+                for (k, child) in t.iter() {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k.get_ref());
+                    walk(child.get_ref(), path, wanted, found, Some(child.span()));
+                    path.truncate(len);
+                }
+            }
+            DeValue::Array(a) => {
+                for (i, child) in a.iter().enumerate() {
+                    path.push_str(&format!("[{i}]"));
+                    walk(child.get_ref(), path, wanted, found, Some(child.span()));
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut wanted: std::collections::HashMap<Range<usize>, Vec<usize>> = Default::default();
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(s) = s {
+            wanted.entry(s.clone()).or_default().push(i);
+        }
+    }
+    let mut found = vec![None; spans.len()];
+    if !wanted.is_empty() {
+        walk(
+            &DeValue::Table(root.clone()),
+            &mut String::new(),
+            &wanted,
+            &mut found,
+            None,
+        );
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn a_secret_is_not_repeated_by_its_type_error() {
+        assert_eq!(
+            without_values("invalid type: integer `97531864`, expected a string"),
+            "invalid type: integer, expected a string (the value is a secret: not shown)"
+        );
+        assert_eq!(
+            without_values("invalid type: floating point `1.5`"),
+            "invalid type: floating point (the value is a secret: not shown)"
+        );
+    }
 }

@@ -5,12 +5,14 @@
 use ipnet::IpNet;
 
 use super::checker::Checker;
-use super::raw::Str;
+use toml::Spanned;
+
+use super::raw::{RawHop, Str};
 use crate::policy::acl::Action;
 use crate::policy::extension::Extension;
 use crate::policy::number::Region;
 use crate::policy::{HopId, Pin};
-use crate::proxy::Peer;
+use crate::proxy::{Destination, NextHop, Peer};
 
 pub(super) fn parse_peer(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> Option<Peer> {
     match s.get_ref().parse() {
@@ -22,13 +24,37 @@ pub(super) fn parse_peer(ck: &mut Checker<'_>, s: &Str, key: &str, c: &str) -> O
     }
 }
 
-/// A `next_hop`, kept once in the table of hops however many objects name it.
-pub(super) fn parse_hop(ck: &mut Checker<'_>, s: &Str, c: &str) -> Option<HopId> {
-    let peer = parse_peer(ck, s, "next_hop", c)?;
-    let at = match ck.hops.iter().position(|h| *h == peer) {
+/// A `next_hop` (SPEC §5.2): a destination or a non-empty list of them, kept once in the
+/// table of hops however many objects name it.
+pub(super) fn parse_hop(ck: &mut Checker<'_>, s: &Spanned<RawHop>, c: &str) -> Option<HopId> {
+    let one = |ck: &mut Checker<'_>, text: &str, span: &std::ops::Range<usize>| {
+        text.parse::<Destination>()
+            .map_err(|e| ck.error(Some(span), c, format!("`next_hop`: {e}")))
+            .ok()
+    };
+    let entries = match s.get_ref() {
+        RawHop::One(text) => vec![one(ck, text, &s.span())?],
+        RawHop::List(list) if list.is_empty() => {
+            ck.error(
+                Some(&s.span()),
+                c,
+                "`next_hop` must name at least one destination",
+            );
+            return None;
+        }
+        RawHop::List(list) => {
+            let parsed: Vec<_> = list
+                .iter()
+                .map(|e| one(ck, e.get_ref(), &e.span()))
+                .collect();
+            parsed.into_iter().collect::<Option<Vec<_>>>()?
+        }
+    };
+    let hop = NextHop(entries);
+    let at = match ck.hops.iter().position(|h| *h == hop) {
         Some(at) => at,
         None => {
-            ck.hops.push(peer);
+            ck.hops.push(hop);
             ck.hops.len() - 1
         }
     };

@@ -137,6 +137,53 @@ pub struct Decision {
     pub pin: Option<PinCheck>,
 }
 
+/// Which stage decided (SPEC §1.1's `stage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    CallAcl,
+    CallPermission,
+    /// The call was not the proxy's to screen (outside its scope).
+    Scope,
+    /// Nothing refused it.
+    None,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 4] = [
+        Stage::CallAcl,
+        Stage::CallPermission,
+        Stage::Scope,
+        Stage::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::CallAcl => "call_acl",
+            Stage::CallPermission => "call_permission",
+            Stage::Scope => "scope",
+            Stage::None => "none",
+        }
+    }
+}
+
+impl Decision {
+    /// The stage that decided; cheap (no names looked up), for counting.
+    pub fn stage(&self) -> Stage {
+        match (&self.basis, self.acl) {
+            (Basis::AclDenied | Basis::NoMatch, Some(_)) => Stage::CallAcl,
+            (
+                Basis::Allowed { .. }
+                | Basis::Denied { .. }
+                | Basis::PasswordRequired { .. }
+                | Basis::ConflictingPasswords { .. },
+                _,
+            ) => Stage::CallPermission,
+            (Basis::OutOfScope, _) => Stage::Scope,
+            _ => Stage::None,
+        }
+    }
+}
+
 impl Policy {
     /// The PIN that unlocks a challenge.
     pub fn pin(&self, tenant: TenantId, source: PinSource) -> &Pin {
@@ -186,29 +233,26 @@ impl Policy {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        match (&d.basis, d.acl) {
-            (Basis::AclDenied, Some((a, outcome))) | (Basis::NoMatch, Some((a, outcome))) => {
-                let rule = match outcome {
-                    AclOutcome::Rule(i) => t
-                        .acl_patterns
-                        .get(t.call_acls[a].rules()[i].pattern)
-                        .name
-                        .to_string(),
-                    AclOutcome::Default => "default".to_owned(),
-                };
-                ("call_acl", Some(rule))
+        let rule = match (d.stage(), &d.basis, d.acl) {
+            (Stage::CallAcl, _, Some((a, outcome))) => Some(match outcome {
+                AclOutcome::Rule(i) => t
+                    .acl_patterns
+                    .get(t.call_acls[a].rules()[i].pattern)
+                    .name
+                    .to_string(),
+                AclOutcome::Default => "default".to_owned(),
+            }),
+            (_, Basis::Allowed { perm, .. } | Basis::Denied { perm, .. }, _) => {
+                Some(t.permissions[*perm].name.to_string())
             }
-            (Basis::Allowed { perm, .. } | Basis::Denied { perm, .. }, _) => (
-                "call_permission",
-                Some(t.permissions[*perm].name.to_string()),
-            ),
             (
+                _,
                 Basis::PasswordRequired { perms, .. } | Basis::ConflictingPasswords { perms, .. },
                 _,
-            ) => ("call_permission", Some(perm_names(perms))),
-            (Basis::OutOfScope, _) => ("scope", None),
-            _ => ("none", None),
-        }
+            ) => Some(perm_names(perms)),
+            _ => None,
+        };
+        (d.stage().as_str(), rule)
     }
 
     /// One line saying which stage and rule decided, and how (the `reason` of SPEC §1.1).

@@ -19,7 +19,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-pub use decision::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Tier, Verdict};
+pub use decision::{Basis, Call, CallKind, Decision, PinCheck, PinSource, Stage, Tier, Verdict};
 
 use acl::{AclPatterns, Action, CallAcl};
 use extension::{EntryId, Extension, ExtensionSet};

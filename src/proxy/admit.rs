@@ -20,6 +20,7 @@ use super::pin::Subject;
 use super::route::uri_user;
 use super::settings::Lockout;
 use super::{Peer, Proxy};
+use crate::metrics::Refusal;
 use crate::policy::{number, TenantId, UserId};
 use crate::sip::header::parse_contacts;
 use crate::sip::uri::Uri;
@@ -219,6 +220,7 @@ impl Proxy {
                 let now_s = self.clock_s(now);
                 let nonce = Nonces::make(&self.settings.secret, now_s, &realm, from.addr.ip());
                 let [sha, md5] = auth::challenges(&realm, &nonce, stale);
+                self.refused(Refusal::Authentication);
                 self.reply_stateless(
                     msg,
                     resp_peer,
@@ -228,7 +230,7 @@ impl Proxy {
                 );
             }
             Admission::Refused => {
-                self.warn_refused(now, from, msg, "not admitted");
+                self.warn_refused(now, from, msg, "not admitted", Refusal::Admission);
                 let reason = self.reason_header();
                 let extra: Vec<(&str, &str)> =
                     reason.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -19,12 +19,13 @@ impl Proxy {
         bytes: Vec<u8>,
         invite: bool,
     ) {
-        let branch = self
+        let branch: Box<str> = self
             .tx
             .server(sid)
             .and_then(|s| s.unanswered())
             .map(|u| u.branch.as_str().into())
             .unwrap_or_default();
+        self.sent_to(sid, to, &branch, &bytes);
         let mut ct = ClientTx::new(Some(sid), to, bytes.clone(), invite, false, branch);
         ct.timer_c = self.settings.limits.invite_timeout;
         let cid = self.tx.insert_client(now, ct);
@@ -72,9 +73,19 @@ impl Proxy {
     }
 
     /// Call when a send to `to` failed (connection refused, no route): client transactions
-    /// towards it fail as if they had received 503 (RFC 3261 §8.1.3.1).
+    /// towards it fail as if they had received 503 (RFC 3261 §8.1.3.1), and go to their next
+    /// target when they have one (SPEC §5.2).
     pub fn handle_send_error(&mut self, now: Instant, to: Peer) {
-        for cid in self.tx.clients_awaiting(to) {
+        let failed = self.tx.clients_awaiting(to);
+        if !failed.is_empty() {
+            self.target_failed(now, to);
+        }
+        for cid in failed {
+            let server = self.tx.client(cid).and_then(|c| c.server);
+            if server.is_some_and(|sid| self.fail_over(now, sid)) {
+                self.tx.remove_client(cid);
+                continue;
+            }
             tracing::warn!(to = %to.addr, "send failed, 503 upstream");
             self.fail_client(now, cid, 503, "Service Unavailable");
         }

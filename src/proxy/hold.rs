@@ -19,6 +19,7 @@ use super::screen::Challenge;
 use super::table::{SessionId, TimerId};
 use super::{MediaCommand, Peer, Proxy, ServerId, Transport};
 use crate::media;
+use crate::metrics::PinOutcome;
 use crate::policy::{TenantId, UserId};
 use crate::sip::{HeaderName, Message};
 
@@ -181,7 +182,7 @@ impl Proxy {
             id,
             Held {
                 session,
-                dest: challenge.hop,
+                dest: challenge.hop.first,
                 forward,
                 armed: None,
             },
@@ -301,6 +302,11 @@ impl Proxy {
             self.pin_failure(now, &subjects, &call_id);
         }
         tracing::info!(call_id = &*call_id, outcome = ?outcome, "PIN entry");
+        match outcome {
+            pin::Outcome::Accepted => self.metrics.pin(PinOutcome::Accepted),
+            pin::Outcome::Rejected => self.metrics.pin(PinOutcome::Rejected),
+            pin::Outcome::Retry => {}
+        }
         match outcome {
             pin::Outcome::Retry => self.media_tick(now, id),
             pin::Outcome::Accepted => {

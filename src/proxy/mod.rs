@@ -31,6 +31,7 @@ mod client;
 mod dialogs;
 pub mod edit;
 mod hold;
+mod hops;
 pub mod limiter;
 mod peer;
 pub mod pin;
@@ -52,11 +53,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::metrics::{Metrics, Refusal, TenantCounts};
 use crate::policy::{Decision, Policy};
 use crate::sip::{Message, ReplyLines};
 
+pub use hops::{Destination, Name, NextHop, Target};
 pub use limiter::PerSource;
 pub use peer::{MediaCommand, Peer, Transmit, Transport};
+pub use pin::Subject;
 pub use secret::Secret;
 pub use settings::{Limits, Lockout, PinSettings, Server, Settings};
 pub use table::{ServerId, SessionId};
@@ -83,8 +87,16 @@ pub struct Proxy {
     refusals: Throttle,
     /// Messages dropped as malformed or too large, for one log line a second.
     malformed: Throttle,
+    /// Requests refused because their next hop has no target, for one log line a second.
+    unresolved: Throttle,
     /// Decisions kept for [`Proxy::poll_screening`] (replay), when asked for.
     screenings: Option<VecDeque<Screening>>,
+    /// Next hops' located targets, their health, and requests being failed over.
+    hops: hops::Hops,
+    /// What is counted for `/metrics`: atomics, no lock (see [`crate::metrics`]).
+    metrics: Arc<Metrics>,
+    /// The decision counters of each tenant of `policy`, by `TenantId`.
+    counts: Vec<Arc<TenantCounts>>,
 }
 
 /// A warning logged once a second at most, with how many times it happened meanwhile
@@ -115,6 +127,9 @@ impl Throttle {
 #[derive(Debug, Clone)]
 pub struct Screening {
     pub call_id: Box<str>,
+    /// Who called, as identified (the From or trusted P-Asserted-Identity user part): what
+    /// `check --from` would be given to decide the same call again.
+    pub caller: Box<str>,
     pub at: Instant,
     pub source: Peer,
     pub decision: Decision,
@@ -123,6 +138,9 @@ pub struct Screening {
 impl Proxy {
     pub fn new(settings: Settings, policy: Arc<Policy>) -> Self {
         shrink::map_large_blocks();
+        // Counted into a registry of its own until [`Proxy::count_into`] says where.
+        let metrics = Metrics::new(Default::default());
+        let counts = metrics.tenants(&policy);
         Self {
             holds: hold::Holds::new(settings.pin.rtp_ports),
             limiter: limiter::Limiter::new(settings.limits.per_source),
@@ -137,8 +155,28 @@ impl Proxy {
             overload: Throttle::default(),
             refusals: Throttle::default(),
             malformed: Throttle::default(),
+            unresolved: Throttle::default(),
             screenings: None,
+            hops: hops::Hops::default(),
+            metrics,
+            counts,
         }
+    }
+
+    /// Counts into `metrics` (the ones `/metrics` shows) from now on.
+    pub fn count_into(&mut self, metrics: Arc<Metrics>) {
+        self.counts = metrics.tenants(&self.policy);
+        self.metrics = metrics;
+    }
+
+    /// What the core counts.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Counts a request refused or dropped before any decision.
+    fn refused(&self, why: Refusal) {
+        self.metrics.refusal(why);
     }
 
     /// The settings the core runs with.
@@ -165,6 +203,7 @@ impl Proxy {
         } = settings;
         let listen = std::mem::take(&mut self.settings.server.listen);
         self.settings.server = Server { listen, ..server };
+        self.counts = self.metrics.tenants(&policy);
         if limits.per_source != self.settings.limits.per_source {
             self.limiter = limiter::Limiter::new(limits.per_source);
         }
@@ -175,6 +214,9 @@ impl Proxy {
         self.settings.pin = pin;
         self.settings.auth = auth;
         self.policy = policy;
+        // Targets located for names the new configuration still has stay; the others and
+        // their health go.
+        self.forget_strangers();
     }
 
     /// Whether PIN challenges of `subject` are refused now, and until when.
@@ -217,6 +259,7 @@ impl Proxy {
         [
             self.tx.next_timer(),
             self.dialogs.next_expiry(),
+            self.hops.next_probe(),
             self.limiter.next_sweep(),
             nonces,
         ]
@@ -268,12 +311,17 @@ impl Proxy {
             tracing::warn!(to = %to.addr, "not sending to a broadcast, multicast or unspecified address");
             return;
         }
+        if let Some(status) = bytes.strip_prefix(b"SIP/2.0 ").and_then(|r| r.first()) {
+            self.metrics
+                .response(u16::from(status.wrapping_sub(b'0')) * 100);
+        }
         self.outbox.push_back(Transmit { to, from, bytes });
     }
 
     /// One message from `from` (a UDP datagram, or one message framed off a TCP stream).
     pub fn handle_message(&mut self, now: Instant, from: Peer, bytes: &[u8]) {
         if bytes.len() > self.settings.limits.max_message_size {
+            self.refused(Refusal::Malformed);
             if let Some(dropped) = self.malformed.hit(now) {
                 tracing::warn!(source = %from.addr, size = bytes.len(), dropped, "message too large, dropped");
             }
@@ -284,11 +332,13 @@ impl Proxy {
         }
         let request = !bytes.starts_with(b"SIP/2.0 ");
         if request && !self.is_network(from.addr.ip()) && !self.charge(now, from, 1.0) {
+            self.refused(Refusal::RateLimit);
             return;
         }
         if has_bare_cr(bytes) {
             // A CR alone inside the header block is a line break to some peers and not to
             // us: a header we would not see (an asserted identity, say) could be smuggled.
+            self.refused(Refusal::Malformed);
             if let Some(count) = self.malformed.hit(now) {
                 tracing::warn!(source = %from.addr, count, "bare CR in the header block, dropped");
             }
@@ -305,9 +355,14 @@ impl Proxy {
             return;
         }
         match Message::parse(bytes) {
-            Ok(msg) if msg.is_request() => self.handle_request(now, from, msg),
+            Ok(msg) if msg.is_request() => {
+                let method = crate::metrics::method_index(msg.method().as_str().as_bytes());
+                self.metrics.request(method, from.transport);
+                self.handle_request(now, from, msg)
+            }
             Ok(msg) => self.handle_response(now, from, msg),
             Err(e) if e.request => {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, error = %e, count, "malformed request");
                 }
@@ -318,6 +373,7 @@ impl Proxy {
                 }
             }
             Err(e) => {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, error = %e, count, "malformed response, dropped");
                 }
@@ -340,7 +396,15 @@ impl Proxy {
     }
 
     /// Logs a request refused at admission or for an unknown dialog (throttled).
-    fn warn_refused(&mut self, now: Instant, from: Peer, msg: &Message, why: &'static str) {
+    fn warn_refused(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        msg: &Message,
+        why: &'static str,
+        counted: Refusal,
+    ) {
+        self.refused(counted);
         if let Some(count) = self.refusals.hit(now) {
             tracing::info!(source = %from.addr, call_id = msg.call_id(), method = %msg.method(), refused = count, why, "request refused");
         }
@@ -357,17 +421,19 @@ impl Proxy {
         if ended > 0 {
             tracing::debug!(ended, "dialogs expired without a request");
         }
+        self.send_probes(now);
         // Transactions, dialogs, sources and nonces end here: their tables give back what a
         // burst took, and when that was much, the allocator gives it back to the OS.
         let transactions = self.tx.sweep();
         let dialogs = self.dialogs.shrink();
+        let hops = self.hops.shrink();
         let outbox = shrink::shrink(&mut self.outbox);
         let sources = self.limiter.sweep(now);
         let nonces = self.epoch.is_some_and(|epoch| {
             self.nonces
                 .sweep(now.saturating_duration_since(epoch).as_secs())
         });
-        if transactions || dialogs || outbox || sources || nonces {
+        if transactions || dialogs || hops || outbox || sources || nonces {
             shrink::release_freed_memory();
         }
     }

@@ -1,6 +1,6 @@
 //! The core's view of the network: a transport and a socket address ([`Peer`]), written
-//! `udp:IP:PORT` or `tcp:IP:PORT` (IPv6 in brackets) in `listen` and `next_hop`, and what the
-//! core asks the I/O layer to do ([`Transmit`], [`MediaCommand`]).
+//! `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT` (IPv6 in brackets) in `listen` and
+//! `next_hop`, and what the core asks the I/O layer to do ([`Transmit`], [`MediaCommand`]).
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,6 +11,26 @@ use std::str::FromStr;
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2.1): a stream like TCP; only the I/O layer sees the
+    /// encryption.
+    Tls,
+}
+
+impl Transport {
+    /// Whether messages travel over a connection (TCP, TLS) rather than as datagrams: no
+    /// retransmissions (RFC 3261 §17), responses back over the same connection (§18.2.2).
+    pub fn is_stream(self) -> bool {
+        matches!(self, Transport::Tcp | Transport::Tls)
+    }
+
+    /// The lowercase name written in `listen`, `next_hop` and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// A remote or local end: a transport and a socket address, as written in `listen` and
@@ -24,13 +44,18 @@ pub struct Peer {
 impl FromStr for Peer {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}` is not of the form udp:IP:PORT or tcp:IP:PORT"))?;
+        let (proto, addr) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is not of the form udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT")
+        })?;
         let transport = match proto.to_ascii_lowercase().as_str() {
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
-            other => return Err(format!("`{s}`: unknown transport `{other}` (udp or tcp)")),
+            "tls" => Transport::Tls,
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown transport `{other}` (udp, tcp or tls)"
+                ))
+            }
         };
         let addr = addr
             .parse()
@@ -62,11 +87,7 @@ pub enum MediaCommand {
 
 impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let proto = match self.transport {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        };
-        write!(f, "{proto}:{}", self.addr)
+        write!(f, "{}:{}", self.transport.name(), self.addr)
     }
 }
 
@@ -76,7 +97,7 @@ mod tests {
 
     #[test]
     fn parses_and_prints_both_families() {
-        for s in ["udp:127.0.0.1:5060", "tcp:[::1]:5070"] {
+        for s in ["udp:127.0.0.1:5060", "tcp:[::1]:5070", "tls:127.0.0.1:5061"] {
             assert_eq!(s.parse::<Peer>().unwrap().to_string(), s);
         }
         for bad in [

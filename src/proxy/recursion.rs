@@ -89,16 +89,24 @@ impl Proxy {
                 if decision.pin.is_some() {
                     continue;
                 }
-                if let Some(hop) = policy.next_hop(&decision) {
-                    targets.push_back((self.settings.server.hop(hop), uri));
+                // A forward target goes to its hop's first target: the forward itself is
+                // the failover (the next Contact is tried when it fails).
+                if let Some(hop) = policy
+                    .next_hop(&decision)
+                    .and_then(|h| self.first_target(h))
+                {
+                    targets.push_back((hop, uri));
                 }
             }
             let Some(rec) = self.recursion_mut(sid) else {
                 return false;
             };
             rec.active = true;
+            let none = targets.is_empty();
             rec.targets = targets;
-            if rec.targets.is_empty() {
+            // From here the 3xx's targets are tried, not the next hop's.
+            self.hops.end(sid);
+            if none {
                 // Every target is denied to the forwarding user: the caller gets 403.
                 self.respond(now, sid, 403, "Forbidden", &self.reason_header());
                 return true;

@@ -8,11 +8,12 @@ use std::time::Instant;
 use super::admit::{Admission, Admitted};
 use super::reply::{build_response, strip_credentials, strip_dial_prefix};
 use super::route::{loop_hash, response_peer};
-use super::screen::{Challenge, Screened};
+use super::screen::{Challenge, Screened, Targets};
 use super::table::{ServerId, ServerKey};
 use super::transaction::{ServerState, ServerTx};
 use super::{Peer, Proxy};
 use crate::media;
+use crate::metrics::Refusal;
 use crate::sip::header::parse_max_forwards;
 use crate::sip::uri::Uri;
 use crate::sip::{HeaderName, Message, Method};
@@ -47,6 +48,9 @@ enum InDialog {
     Network(Peer),
     /// From anyone else, for no dialog sipscreen admitted: 481 (an ACK is dropped).
     Stranger,
+    /// For the default next hop, which has no target (its names do not resolve yet): 503
+    /// (an ACK is dropped).
+    Unreachable,
 }
 
 impl Proxy {
@@ -76,9 +80,16 @@ impl Proxy {
                 let dest = match self.in_dialog(now, from, &msg) {
                     InDialog::Dialog(dest) | InDialog::Network(dest) => dest,
                     InDialog::Stranger => {
-                        self.warn_refused(now, from, &msg, "ACK for no dialog, dropped");
+                        self.warn_refused(
+                            now,
+                            from,
+                            &msg,
+                            "ACK for no dialog, dropped",
+                            Refusal::UnknownDialog,
+                        );
                         return;
                     }
+                    InDialog::Unreachable => return,
                 };
                 let branch = self.new_branch(c.loop_hash);
                 let bytes = self.forward_bytes(&msg, from, dest, &branch, false, c.max_forwards);
@@ -96,7 +107,13 @@ impl Proxy {
                         }
                     }
                     InDialog::Stranger => {
-                        self.warn_refused(now, from, &msg, "in-dialog request for no dialog");
+                        self.warn_refused(
+                            now,
+                            from,
+                            &msg,
+                            "in-dialog request for no dialog",
+                            Refusal::UnknownDialog,
+                        );
                         self.reply_stateless(
                             &msg,
                             c.resp_peer,
@@ -104,6 +121,9 @@ impl Proxy {
                             "Call/Transaction Does Not Exist",
                             &[],
                         );
+                    }
+                    InDialog::Unreachable => {
+                        self.reply_stateless(&msg, c.resp_peer, 503, "Service Unavailable", &[]);
                     }
                 }
             }
@@ -121,7 +141,10 @@ impl Proxy {
             }
         }
         if self.is_network(from.addr.ip()) {
-            InDialog::Network(self.in_dialog_destination(msg))
+            match self.in_dialog_destination(msg) {
+                Some(dest) => InDialog::Network(dest),
+                None => InDialog::Unreachable,
+            }
         } else {
             InDialog::Stranger
         }
@@ -141,6 +164,7 @@ impl Proxy {
         // even `INV`, as INVITE: such a name would go through unscreened. Refused.
         if let Method::Other(name) = &method {
             if let Some(known) = lookalike(name) {
+                self.refused(Refusal::Malformed);
                 if let Some(count) = self.malformed.hit(now) {
                     tracing::warn!(source = %from.addr, method = &**name, known, count, "method name a PBX may read as another, 400");
                 }
@@ -191,6 +215,7 @@ impl Proxy {
             .header_str(HeaderName::MaxForwards)
             .and_then(|v| parse_max_forwards(v).ok());
         if max_forwards == Some(0) {
+            self.refused(Refusal::Loop);
             if method != Method::Ack {
                 self.reply_stateless(msg, resp_peer, 483, "Too Many Hops", &[]);
             }
@@ -199,6 +224,7 @@ impl Proxy {
         // Loop detection (§16.3 item 4).
         let loop_hash = loop_hash(msg);
         if self.is_loop(msg, loop_hash) {
+            self.refused(Refusal::Loop);
             if method != Method::Ack {
                 self.reply_stateless(msg, resp_peer, 482, "Loop Detected", &[]);
             }
@@ -218,6 +244,7 @@ impl Proxy {
     /// tenant's next hop.
     fn handle_new(&mut self, now: Instant, from: Peer, msg: Message, c: Checked) {
         if !self.accepting {
+            self.refused(Refusal::Overload);
             self.reply_stateless(
                 &msg,
                 c.resp_peer,
@@ -238,11 +265,14 @@ impl Proxy {
             }
         };
         if c.method != Method::Invite {
-            let dest = self.tenant_destination(admitted.tenant);
-            let screened = Screened::Forward(dest, None);
+            let screened = match self.tenant_destination(now, admitted.tenant) {
+                Some(dest) => Screened::Forward(dest, None),
+                None => Screened::Reject(503, "Service Unavailable", Vec::new()),
+            };
             return self.forward_new(now, from, msg, c, screened, &admitted);
         }
         if self.dialogs.len() >= self.settings.limits.max_dialogs {
+            self.refused(Refusal::Overload);
             if let Some(refused) = self.overload.hit(now) {
                 tracing::warn!(source = %from.addr, refused, "dialog limit reached, 503");
             }
@@ -266,6 +296,7 @@ impl Proxy {
         if self.tx.pending() < self.settings.limits.max_transactions {
             return false;
         }
+        self.refused(Refusal::Overload);
         if let Some(refused) = self.overload.hit(now) {
             tracing::warn!(source = %from.addr, refused, "transaction limit reached, 503");
         }
@@ -335,7 +366,7 @@ impl Proxy {
         c: Checked,
         dest: Peer,
     ) {
-        let screened = Screened::Forward(dest, None);
+        let screened = Screened::Forward(Targets::one(dest), None);
         self.forward_with(now, from, msg, c, screened, false, |b| b, true);
     }
 
@@ -355,18 +386,22 @@ impl Proxy {
     ) -> Option<ServerId> {
         let invite = c.method == Method::Invite;
         let branch = self.new_branch(c.loop_hash);
+        let mut rest = Vec::new();
         let (next, recursion) = match screened {
             Screened::Forward(dest, recursion) => {
+                rest = dest.rest;
+                let dest = dest.first;
                 let bytes =
                     self.forward_bytes(&msg, from, dest, &branch, record_route, c.max_forwards);
                 (Next::Forward(dest, edit(bytes)), recursion)
             }
             Screened::Challenge(mut challenge) => {
                 let recursion = challenge.recursion.take();
+                rest = std::mem::take(&mut challenge.hop.rest);
                 let bytes = self.forward_bytes(
                     &msg,
                     from,
-                    challenge.hop,
+                    challenge.hop.first,
                     &branch,
                     record_route,
                     c.max_forwards,
@@ -389,6 +424,7 @@ impl Proxy {
             u.recursion = recursion;
         }
         let sid = self.tx.insert_server(st);
+        self.plan_failover(sid, rest, record_route);
         if let Some(trying) = trying {
             self.send_server_response(now, sid, 100, trying);
         }
@@ -420,6 +456,7 @@ impl Proxy {
         let invite_key = ServerKey::new(msg, &via, &Method::Invite);
         drop(via);
         let Some(sid) = self.tx.find_server(&invite_key) else {
+            self.refused(Refusal::UnknownDialog);
             self.reply_stateless(msg, resp_peer, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
@@ -443,6 +480,7 @@ impl Proxy {
             None => {
                 // A caller hanging up during the PIN prompt: the RTP port is freed.
                 if let Some(id) = self.holds.for_server(sid) {
+                    self.metrics.pin(crate::metrics::PinOutcome::Abandoned);
                     self.release(id);
                 }
                 self.respond(now, sid, 487, "Request Terminated", &[]);

@@ -57,6 +57,15 @@ impl Proxy {
             Some(ct.request.to_vec())
         };
         self.tx.schedule_all(actions.timers, Owner::Client(cid));
+        // Any answer but 503 shows the target is there (a probe's included); a 503 to a
+        // request (not to a probe: its target is down already) is a failure.
+        if code == 503 {
+            if actions.forward && server.is_some() {
+                self.target_failed(now, peer);
+            }
+        } else {
+            self.target_answered(peer);
+        }
         if let Some(ack) = ack {
             self.send(peer, ack);
         }
@@ -70,6 +79,14 @@ impl Proxy {
             return;
         }
         let Some(sid) = server else { return };
+        // A 503 sends the request to the next target, if any; a provisional response means
+        // the target took the request, which stays there (SPEC §5.2).
+        if code == 503 && self.fail_over(now, sid) {
+            return;
+        }
+        if code > 100 && code < 200 {
+            self.hops.end(sid);
+        }
         if method == Method::Invite {
             self.track_dialogs(now, sid, peer, &msg, code);
         }
@@ -164,6 +181,7 @@ impl Proxy {
 
     /// Logs a response from another address than its transaction's (throttled).
     fn warn_forged(&mut self, now: Instant, from: Peer, msg: &Message) {
+        self.refused(crate::metrics::Refusal::Admission);
         if let Some(count) = self.refusals.hit(now) {
             tracing::warn!(source = %from.addr, call_id = msg.call_id(), dropped = count, "response from another address than its request went to, dropped");
         }
@@ -190,6 +208,9 @@ impl Proxy {
         };
         let timers = st.on_response(now, code, &bytes);
         let terminated = st.state == ServerState::Terminated;
+        if code >= 200 {
+            self.hops.end(sid);
+        }
         self.tx.server_changed(was_pending, sid);
         self.tx.schedule_all(timers, Owner::Server(sid));
         for id in failed_dialogs {

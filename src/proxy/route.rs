@@ -20,33 +20,36 @@ pub(super) const DEFAULT_MAX_FORWARDS: u8 = 70;
 impl Proxy {
     /// The next hop for an admitted out-of-dialog request that is not screened: its
     /// tenant's, else the server's.
-    pub(super) fn tenant_destination(&self, tenant: crate::policy::TenantId) -> Peer {
+    pub(super) fn tenant_destination(
+        &mut self,
+        now: std::time::Instant,
+        tenant: crate::policy::TenantId,
+    ) -> Option<super::screen::Targets> {
         let hop = self.policy.tenants[tenant]
             .spec
             .next_hop
             .unwrap_or(self.policy.default_next_hop);
-        self.settings.server.hop(hop)
+        self.hop_targets(now, hop)
     }
 
     /// Where an in-dialog request of a dialog sipscreen does not know goes (from a trusted
     /// peer or a tenant source, SPEC §5.1): the first Route that is not ours, else the
     /// Request-URI, else (Request-URI is us) the default next hop. A host that is a name
-    /// rather than an address goes to the default next hop, which does the DNS.
-    pub(super) fn in_dialog_destination(&self, msg: &Message) -> Peer {
+    /// rather than an address goes to the default next hop, which does the DNS. `None` when
+    /// it goes to the default next hop and that has no target.
+    pub(super) fn in_dialog_destination(&self, msg: &Message) -> Option<Peer> {
         let ours = self.our_route_count(msg);
         let next_route = msg
             .header_values(HeaderName::Route)
             .flat_map(|v| parse_contacts(v).ok().into_iter().flatten())
             .nth(ours)
             .map(|na| na.uri);
-        let default = self.settings.server.hop(self.policy.default_next_hop);
-        if let Some(uri) = next_route {
-            return uri_target(uri).unwrap_or(default);
-        }
-        if !self.addressed_to_us(msg) {
-            return msg.request_uri().and_then(uri_target).unwrap_or(default);
-        }
-        default
+        let target = match next_route {
+            Some(uri) => uri_target(uri),
+            None if !self.addressed_to_us(msg) => msg.request_uri().and_then(uri_target),
+            None => None,
+        };
+        target.or_else(|| self.first_target(self.policy.default_next_hop))
     }
 
     /// Whether a URI names one of our listeners.
@@ -118,21 +121,17 @@ impl Proxy {
         })
     }
 
-    /// The forwarded copy of a request (§16.6): our Via on top with a new branch, received and
-    /// rport on the previous hop's Via, Max-Forwards decremented (or added), our Route entries
-    /// removed, Record-Route added when asked, and an untrusted P-Asserted-Identity removed.
-    pub(super) fn forward_bytes(
+    /// The lines a forwarded request gets right under its start line: our Via towards `to`
+    /// with `branch`, and the Record-Route of both our listeners when asked. Kept apart so
+    /// that a copy for another target is the same bytes with these lines replaced.
+    pub(super) fn top_lines(
         &self,
-        msg: &Message,
         from: Peer,
         to: Peer,
         branch: &str,
         record_route: bool,
-        max_forwards: Option<u8>,
-    ) -> Vec<u8> {
+    ) -> String {
         let local = self.local_for(to);
-        let mut s = Splice::default();
-        let line_end = msg.start_line().end;
         let mut top = format!(
             "Via: SIP/2.0/{} {};branch={branch}\r\n",
             transport_name(local.transport),
@@ -145,7 +144,24 @@ impl Proxy {
             }
             top.push_str(&format!("Record-Route: {}\r\n", rr_uri(inbound)));
         }
-        s.insert(line_end, top);
+        top
+    }
+
+    /// The forwarded copy of a request (§16.6): our Via on top with a new branch, received and
+    /// rport on the previous hop's Via, Max-Forwards decremented (or added), our Route entries
+    /// removed, Record-Route added when asked, and an untrusted P-Asserted-Identity removed.
+    pub(super) fn forward_bytes(
+        &self,
+        msg: &Message,
+        from: Peer,
+        to: Peer,
+        branch: &str,
+        record_route: bool,
+        max_forwards: Option<u8>,
+    ) -> Vec<u8> {
+        let mut s = Splice::default();
+        let line_end = msg.start_line().end;
+        s.insert(line_end, self.top_lines(from, to, branch, record_route));
         if let Some(via) = msg.top_via() {
             // RFC 3261 §18.2.1 and RFC 3581 §4: say where the request really came from.
             let mut params = String::new();
@@ -206,6 +222,7 @@ pub(super) fn transport_name(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "UDP",
         Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
     }
 }
 
@@ -216,10 +233,15 @@ pub(super) fn host_port(addr: SocketAddr) -> String {
     }
 }
 
+/// Our Record-Route entry for a listener. A TLS listener is `sip:…;transport=tls`, not a
+/// `sips:` URI: `sips:` would promise TLS on every hop to the far end (RFC 3261 §26.2.2,
+/// RFC 5630 §3.1.3), which sipscreen cannot promise for the other leg of the call; what it
+/// says is only how to reach sipscreen itself, as Kamailio's and OpenSIPS's do.
 pub(super) fn rr_uri(local: Peer) -> String {
     match local.transport {
         Transport::Udp => format!("<sip:{};lr>", host_port(local.addr)),
         Transport::Tcp => format!("<sip:{};transport=tcp;lr>", host_port(local.addr)),
+        Transport::Tls => format!("<sip:{};transport=tls;lr>", host_port(local.addr)),
     }
 }
 
@@ -246,20 +268,28 @@ pub(super) fn uri_user(uri: &str) -> Option<&str> {
     Uri::parse(uri).ok().and_then(|u| u.user)
 }
 
-/// Where a SIP URI points: its host must be an IP address (sipscreen does no DNS).
+/// Where a SIP URI points: its host must be an IP address (no DNS on the message path).
 pub(super) fn uri_target(uri: &str) -> Option<Peer> {
     let u = Uri::parse(uri).ok()?;
     if u.scheme == Scheme::Tel {
         return None;
     }
     let ip: IpAddr = u.host_unbracketed().parse().ok()?;
+    // A sips: URI is reached over TLS whatever its transport parameter (RFC 3261 §26.2.2).
     let transport = match u.param("transport") {
+        _ if u.scheme == Scheme::Sips => Transport::Tls,
         Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => Transport::Tls,
         _ => Transport::Udp,
+    };
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
     };
     Some(Peer {
         transport,
-        addr: SocketAddr::new(ip, u.port.unwrap_or(5060)),
+        addr: SocketAddr::new(ip, u.port.unwrap_or(default_port)),
     })
 }
 
@@ -267,7 +297,7 @@ pub(super) fn uri_target(uri: &str) -> Option<Peer> {
 /// connection for TCP; for UDP, to the source address, at the source port when `rport` was
 /// asked for, else at the Via's port.
 pub(super) fn response_peer(from: Peer, via: &Via<'_>) -> Peer {
-    if from.transport == Transport::Tcp || via.rport().is_some() {
+    if from.transport.is_stream() || via.rport().is_some() {
         return from;
     }
     Peer {

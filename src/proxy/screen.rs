@@ -10,6 +10,7 @@ use super::admit::{Admitted, Voucher};
 use super::pin::Subject;
 use super::recursion::Recursion;
 use super::{Peer, Proxy, Screening};
+use crate::metrics::PinOutcome;
 use crate::policy::number;
 use crate::policy::{Call, CallKind, Decision, Pin, PinCheck, Policy, TenantId, UserId, Verdict};
 use crate::sip::forwarding;
@@ -45,6 +46,7 @@ impl Proxy {
         // or one with escapes sipscreen cannot decode.
         let unreadable = dialed.is_empty() || !crate::percent::decodes_cleanly(dialed);
         if dialed.len() > self.settings.limits.max_dialed_length || unreadable {
+            self.refused(crate::metrics::Refusal::Malformed);
             if let Some(count) = self.malformed.hit(now) {
                 tracing::info!(call_id = msg.call_id(), source = %from.addr, length = dialed.len(), count, "dialed string too long, empty or badly escaped, 484");
             }
@@ -56,7 +58,11 @@ impl Proxy {
             dialed,
             forwarded_by: forwarded_by.as_deref(),
         };
+        // Timed for the decision-time histogram: the one clock read of the core that is not
+        // its `now` (the simulated clock of the tests would say nothing about it).
+        let started = std::time::Instant::now();
         let mut decision = policy.decide(&call);
+        let took = started.elapsed();
         let user = decision.identity.map(|u| (decision.tenant, u));
         // SPEC §6 items 3 and 7: wrong PINs count against the user, the source address and,
         // for a caller who is not a user, the caller's number; while any of them is locked
@@ -68,14 +74,22 @@ impl Proxy {
             && self.holds.lockout.is_locked(&subjects, now)
         {
             tracing::info!(call_id = msg.call_id(), source = %from.addr, "PIN locked out, challenge refused");
+            self.metrics.pin(PinOutcome::LockedOut);
             decision.verdict = Verdict::Deny;
         } else if decision.pin == Some(PinCheck::Rejected) {
+            self.metrics.pin(PinOutcome::Rejected);
             self.pin_failure(now, &subjects, msg.call_id());
+        } else if decision.pin == Some(PinCheck::Accepted) {
+            self.metrics.pin(PinOutcome::Accepted);
+        }
+        if let Some(counts) = self.counts.get(decision.tenant) {
+            self.metrics.decision(counts, &decision, took);
         }
         self.log_decision(msg, from, &decision);
         if let Some(list) = self.screenings.as_mut() {
             list.push_back(Screening {
                 call_id: msg.call_id().into(),
+                caller: caller.into(),
                 at: now,
                 source: from,
                 decision: decision.clone(),
@@ -86,11 +100,11 @@ impl Proxy {
             verdict: Verdict::Allow,
             ..decision.clone()
         };
-        let Some(hop) = policy
-            .next_hop(&unlocked)
-            .map(|h| self.settings.server.hop(h))
-        else {
+        let Some(hop) = policy.next_hop(&unlocked) else {
             return Screened::Reject(403, "Forbidden", self.reason_header());
+        };
+        let Some(hop) = self.hop_targets(now, hop) else {
+            return Screened::Reject(503, "Service Unavailable", Vec::new());
         };
         let called = (decision.call == CallKind::Internal)
             .then(|| policy.tenants[tenant].user_by_id(&decision.dialed))
@@ -120,6 +134,7 @@ impl Proxy {
     pub(super) fn pin_failure(&mut self, now: Instant, subjects: &[Subject], call_id: &str) {
         let settings = self.settings.pin.lockout;
         for subject in self.holds.lockout.fail(subjects, now, &settings) {
+            self.metrics.lockout();
             let who = match &subject {
                 Subject::User(t, u) => format!("tenant {t} user {u}"),
                 Subject::Source(ip) => format!("source {ip}"),
@@ -162,11 +177,57 @@ impl Proxy {
     }
 }
 
+/// Where a request goes: the first target, and the ones tried after it if it fails
+/// (SPEC §5.2).
+pub(super) struct Targets {
+    pub(super) first: Peer,
+    pub(super) rest: Vec<Peer>,
+}
+
+impl Targets {
+    /// A single target, with nothing to fail over to.
+    pub(super) fn one(peer: Peer) -> Self {
+        Self {
+            first: peer,
+            rest: Vec::new(),
+        }
+    }
+}
+
+impl Proxy {
+    /// The targets of `hop` for a new request; `None` (and a log line, throttled) when it
+    /// has none: its names do not resolve yet.
+    pub(super) fn hop_targets(
+        &mut self,
+        now: Instant,
+        hop: crate::policy::HopId,
+    ) -> Option<Targets> {
+        let mut all = self.targets(hop).into_iter();
+        match all.next() {
+            Some(first) => Some(Targets {
+                first,
+                rest: all.collect(),
+            }),
+            None => {
+                if let Some(refused) = self.unresolved.hit(now) {
+                    let hop = self.policy.hop_name(hop).to_owned();
+                    tracing::warn!(
+                        next_hop = hop,
+                        refused,
+                        "next hop does not resolve: 503 to new calls for it until it does"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
 /// What screening made of an INVITE.
 pub(super) enum Screened {
     /// Forward there; with a recursion context when the call goes to a user's phone, whose
     /// own forward (3xx) sipscreen follows with that user's rights (SPEC §4.7).
-    Forward(Peer, Option<Recursion>),
+    Forward(Targets, Option<Recursion>),
     /// Hold the call and ask for a PIN.
     Challenge(Challenge),
     Reject(u16, &'static str, Vec<(&'static str, String)>),
@@ -175,7 +236,7 @@ pub(super) enum Screened {
 /// A challenged call: where it goes once the PIN is right, the PIN, and whose failures a
 /// wrong one counts against.
 pub(super) struct Challenge {
-    pub(super) hop: Peer,
+    pub(super) hop: Targets,
     pub(super) recursion: Option<Recursion>,
     pub(super) pin: Pin,
     pub(super) user: Option<(TenantId, UserId)>,

@@ -2,7 +2,7 @@
 //! it trusts, its limits (SPEC §7) and the PIN flow's settings (SPEC §6). The configuration
 //! layer builds these from the file; the core never sees the file format.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -10,11 +10,11 @@ use ipnet::IpNet;
 use std::sync::Arc;
 
 use super::auth::Directory;
+use super::hops::{Name, NextHop};
 use super::limiter::PerSource;
 use super::secret::Secret;
 use super::Peer;
 use crate::media::prompt::Prompt;
-use crate::policy::HopId;
 
 /// Everything the core needs besides the policy.
 #[derive(Debug, Clone)]
@@ -32,8 +32,14 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct Server {
     pub listen: Vec<Peer>,
-    /// Where each next hop of the policy is, by [`HopId`].
-    pub hops: Vec<Peer>,
+    /// Where each next hop of the policy is, by [`HopId`](crate::policy::HopId).
+    pub hops: Vec<NextHop>,
+    /// Failures in a row after which a target is marked down and probed (SPEC §5.2).
+    pub down_after: u32,
+    /// How often a target marked down is sent an `OPTIONS`.
+    pub probe_interval: Duration,
+    /// The DNS servers next hop names are looked up with; the system's when empty.
+    pub dns: Vec<SocketAddr>,
     pub trusted_peers: Vec<IpNet>,
     pub record_route: bool,
     pub reject_reason: String,
@@ -45,9 +51,15 @@ impl Server {
         self.trusted_peers.iter().any(|n| n.contains(&ip))
     }
 
-    /// Where a next hop of the policy is.
-    pub fn hop(&self, id: HopId) -> Peer {
-        self.hops[id.0]
+    /// Every host name the next hops name, once: what the I/O layer keeps located.
+    pub fn names(&self) -> Vec<Name> {
+        let mut names: Vec<Name> = Vec::new();
+        for n in self.hops.iter().flat_map(NextHop::names) {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
     }
 }
 

@@ -27,7 +27,8 @@ impl Proxy {
                 let Some(ct) = self.tx.client_mut(id) else {
                     return;
                 };
-                let (to, out) = (ct.peer, ct.on_timer(now, at, kind));
+                let (to, server, cancelled) = (ct.peer, ct.server, ct.cancelled);
+                let out = ct.on_timer(now, at, kind);
                 let TimerOut {
                     retransmit,
                     timers,
@@ -36,8 +37,18 @@ impl Proxy {
                     cancel,
                 } = out;
                 self.retransmit_and_rearm(Owner::Client(id), to, retransmit, timers);
+                if let Some(sid) = server.filter(|_| timed_out && !cancelled) {
+                    // Timer B/F, or C before any provisional: the target failed; the next one
+                    // is tried if there is one (SPEC §5.2). A probe's timeout is not counted:
+                    // its target is down already, and a late one must not put it down again.
+                    self.target_failed(now, to);
+                    if self.fail_over(now, sid) {
+                        self.tx.remove_client(id);
+                        return;
+                    }
+                }
                 if timed_out {
-                    // Timer B/F: no final response (§16.7 item 6: 408 upstream).
+                    // No final response (§16.7 item 6: 408 upstream).
                     self.fail_client(now, id, 408, "Request Timeout");
                     return;
                 }

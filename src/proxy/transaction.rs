@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::dialogs::DialogId;
 use super::recursion::Recursion;
 use super::table::{ClientId, ClientKind, ServerKey};
-use super::{Peer, ServerId, Transport};
+use super::{Peer, ServerId};
 use crate::sip::Message;
 
 /// RTT estimate (§17.1.1.1).
@@ -125,7 +125,7 @@ impl ServerTx {
             key,
             invite,
             peer,
-            reliable: from.transport == Transport::Tcp,
+            reliable: from.transport.is_stream(),
             state: if invite {
                 ServerState::Proceeding
             } else {
@@ -336,7 +336,7 @@ impl ClientTx {
             },
             cancelled: false,
             timer_c: TIMER_C,
-            reliable: peer.transport == Transport::Tcp,
+            reliable: peer.transport.is_stream(),
             interval: T1,
             retransmit_next: None,
             c_deadline: None,

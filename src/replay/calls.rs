@@ -11,8 +11,7 @@ use serde_json::{Map, Value};
 use super::capture::Capture;
 use super::payload::Transport;
 use crate::config::Config;
-use crate::policy::Decision;
-use crate::proxy::{Peer, Proxy};
+use crate::proxy::{Peer, Proxy, Screening};
 use crate::report;
 use crate::sip::{frame, Framing};
 
@@ -47,7 +46,8 @@ pub fn sip_messages(capture: &Capture, max_size: usize) -> (Vec<CapturedMessage>
                     });
                 }
             }
-            Transport::Tcp => {
+            // A capture holds no TLS: what is encrypted is not seen.
+            Transport::Tcp | Transport::Tls => {
                 let buf = streams.entry((p.src, p.dst)).or_default();
                 if p.after_gap {
                     buf.clear();
@@ -95,10 +95,9 @@ pub fn looks_like_sip(b: &[u8]) -> bool {
 /// A new call seen in the capture, and what the proxy decided.
 #[derive(Debug, Clone)]
 pub struct ReplayedCall {
-    pub call_id: String,
     pub time: Duration,
-    pub source: Peer,
-    pub decision: Decision,
+    /// The screening, as the live proxy would send it to `/1.1/events`.
+    pub screening: Screening,
 }
 
 /// Replays the messages through a proxy core running `config`: one [`ReplayedCall`] per
@@ -119,12 +118,7 @@ pub fn replay(config: &Config, messages: &[CapturedMessage]) -> Vec<ReplayedCall
         while let Some(s) = proxy.poll_screening() {
             if seen.insert(s.call_id.clone()) {
                 let time = first + s.at.duration_since(base);
-                calls.push(ReplayedCall {
-                    call_id: s.call_id.into(),
-                    time,
-                    source: s.source,
-                    decision: s.decision,
-                });
+                calls.push(ReplayedCall { time, screening: s });
             }
         }
     }
@@ -134,22 +128,7 @@ pub fn replay(config: &Config, messages: &[CapturedMessage]) -> Vec<ReplayedCall
 /// The JSON object of one replayed call: `call_id`, `time`, `source` and the keys of
 /// `check --json`.
 pub fn call_json(config: &Config, call: &ReplayedCall) -> Map<String, Value> {
-    let mut obj = Map::new();
-    obj.insert("call_id".into(), Value::String(call.call_id.clone()));
-    obj.insert("time".into(), Value::String(format_time(call.time)));
-    obj.insert("source".into(), Value::String(format_peer(call.source)));
-    obj.extend(report::decision_json(&config.policy, &call.decision));
-    obj
-}
-
-/// RFC 3339, UTC, microseconds.
-pub fn format_time(t: Duration) -> String {
-    humantime::format_rfc3339_micros(UNIX_EPOCH + t).to_string()
-}
-
-/// `udp:IP:PORT`, as the configuration writes addresses.
-pub fn format_peer(p: Peer) -> String {
-    p.to_string()
+    report::screening_json(&config.policy, &call.screening, UNIX_EPOCH + call.time)
 }
 
 /// Compares replayed calls with expectations (one JSON object per line, each with `call_id`

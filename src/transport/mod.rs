@@ -1,10 +1,10 @@
-//! The I/O edge (tokio): UDP sockets, TCP listeners and connections, timers, and the task
-//! that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets or the
-//! clock.
+//! The I/O edge (tokio): UDP sockets, TCP and TLS listeners and connections, timers, and
+//! the task that owns the sans-I/O [`Proxy`] core. Nothing else in the crate touches sockets
+//! or the clock.
 //!
 //! One task drives the core: it receives `Event`s from the socket tasks, sleeps until the
 //! core's next timeout, and sends what the core asks for — UDP straight from the socket, TCP
-//! through the connection's writer task (connecting first when there is none), PIN prompt
+//! and TLS through the connection's writer task (connecting first when there is none), PIN prompt
 //! RTP from the session's own socket, opened and closed as the core says. A malformed
 //! message, a refused connection or a full queue is logged and never ends a listener.
 
@@ -13,12 +13,13 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::proxy::pin::Subject;
 use crate::proxy::{Limits, MediaCommand, Peer, Proxy, Settings, Transmit, Transport};
@@ -30,10 +31,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Messages queued for one TCP connection before further ones are dropped.
 const CONNECTION_QUEUE: usize = 1024;
 
+mod dns;
 mod tcp;
+pub mod tls;
 mod udp;
 
 use tcp::{tcp_acceptor, tcp_connect, SourceCounts};
+use tls::{TlsSettings, TlsState};
 use udp::{bind_udp, open_rtp, rtp_reader, udp_reader, UdpOut};
 
 /// What the socket tasks tell the core task.
@@ -53,12 +57,13 @@ enum Event {
         from: Peer,
         bytes: Vec<u8>,
     },
+    /// A connection opened (either way): what the core sends to `remote` goes to `writer`.
     TcpUp {
-        remote: SocketAddr,
+        remote: Peer,
         writer: mpsc::Sender<Vec<u8>>,
     },
     TcpDown {
-        remote: SocketAddr,
+        remote: Peer,
     },
     SendFailed {
         to: Peer,
@@ -69,6 +74,10 @@ enum Event {
 pub struct Sockets {
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
+    /// `tls:` listeners: TCP listeners whose connections start with a TLS handshake.
+    tls: Vec<TcpListener>,
+    /// The certificates and trust roots of `[tls]` to start with (see [`Sockets::with_tls`]).
+    tls_settings: Option<Arc<TlsSettings>>,
     /// What was bound, in `listen` order: port 0 replaced by the port the system chose.
     bound: Vec<Peer>,
 }
@@ -82,7 +91,8 @@ impl Sockets {
     ///
     /// Port 0 asks the system for a free port (tests use it, so that no port is chosen by
     /// number and then raced for). A `udp:` and a `tcp:` entry on the same address with
-    /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have.
+    /// port 0 get the same port, as a SIP listener's UDP and TCP sides normally have; a
+    /// `tls:` one gets a port of its own.
     pub async fn bind(listen: &[Peer]) -> io::Result<Sockets> {
         for _ in 0..SHARED_PORT_TRIES {
             match Self::try_bind(listen).await {
@@ -96,6 +106,7 @@ impl Sockets {
     async fn try_bind(listen: &[Peer]) -> io::Result<Sockets> {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
+        let mut tls = Vec::new();
         let mut bound: Vec<Peer> = Vec::new();
         for l in listen {
             let named =
@@ -106,7 +117,7 @@ impl Sockets {
                 if let Some(b) = listen
                     .iter()
                     .zip(&bound)
-                    .find(|(o, _)| o.addr == l.addr && o.transport != l.transport)
+                    .find(|(o, _)| o.addr == l.addr && shares_port(o.transport, l.transport))
                 {
                     addr.set_port(b.1.addr.port());
                 }
@@ -118,10 +129,14 @@ impl Sockets {
                     udp.push(Arc::new(socket));
                     local
                 }
-                Transport::Tcp => {
+                Transport::Tcp | Transport::Tls => {
                     let listener = TcpListener::bind(addr).await.map_err(named)?;
                     let local = listener.local_addr()?;
-                    tcp.push(listener);
+                    if l.transport == Transport::Tls {
+                        tls.push(listener);
+                    } else {
+                        tcp.push(listener);
+                    }
                     local
                 }
             };
@@ -130,13 +145,35 @@ impl Sockets {
                 addr: local,
             });
         }
-        Ok(Sockets { udp, tcp, bound })
+        Ok(Sockets {
+            udp,
+            tcp,
+            tls,
+            tls_settings: None,
+            bound,
+        })
+    }
+
+    /// The TLS settings (`Config::tls`) that `tls:` listeners and next hops start with; a
+    /// reload replaces them ([`Control::Reload`]).
+    pub fn with_tls(mut self, tls: Option<Arc<TlsSettings>>) -> Sockets {
+        self.tls_settings = tls;
+        self
     }
 
     /// The listen addresses as bound (port 0 replaced by the real port).
     pub fn bound(&self) -> &[Peer] {
         &self.bound
     }
+}
+
+/// Whether listeners of these transports at one address and port 0 take the same port: UDP
+/// and TCP do; TLS, a stream like TCP, cannot share TCP's.
+fn shares_port(a: Transport, b: Transport) -> bool {
+    matches!(
+        (a, b),
+        (Transport::Udp, Transport::Tcp) | (Transport::Tcp, Transport::Udp)
+    )
 }
 
 /// Whether a UDP and a TCP entry share an address with port 0 (the second bind may find the
@@ -146,7 +183,7 @@ fn has_shared_zero(listen: &[Peer]) -> bool {
         a.addr.port() == 0
             && listen
                 .iter()
-                .any(|b| b.addr == a.addr && b.transport != a.transport)
+                .any(|b| b.addr == a.addr && shares_port(a.transport, b.transport))
     })
 }
 
@@ -158,25 +195,39 @@ pub async fn run(
     sockets: Sockets,
     shutdown: impl Future<Output = ()>,
     mut control: mpsc::Receiver<Control>,
+    observe: Observe,
 ) -> io::Result<()> {
+    let Observe { decisions, metrics } = observe;
     let (events_tx, mut events) = mpsc::channel::<Event>(4096);
     let limits = settings.limits;
     let max_size = limits.max_message_size;
     for socket in &sockets.udp {
         tokio::spawn(udp_reader(socket.clone(), events_tx.clone(), max_size));
     }
-    let connections = Arc::new(AtomicUsize::new(0));
+    let connections = metrics.tcp();
     let sources = SourceCounts::default();
-    for listener in sockets.tcp {
+    let tls: TlsState = Arc::new(RwLock::new(sockets.tls_settings));
+    // TCP and TLS connections count together in `max_tcp_connections` and per source.
+    let listeners = (sockets.tcp.into_iter().map(|l| (l, None)))
+        .chain(sockets.tls.into_iter().map(|l| (l, Some(tls.clone()))));
+    for (listener, tls) in listeners {
         tokio::spawn(tcp_acceptor(
             listener,
             events_tx.clone(),
             limits,
             connections.clone(),
             sources.clone(),
+            tls,
         ));
     }
+    // Next hop names are looked up here, never on the per-message path (SPEC §5.2).
+    let (located_tx, mut located) = mpsc::channel::<dns::Located>(64);
+    let mut lookups = dns::Lookups::start(&settings.server, &located_tx);
     let mut core = Proxy::new(settings, policy);
+    core.count_into(metrics.clone());
+    if decisions.is_some() {
+        core.record_screenings();
+    }
     let mut out = Outbound {
         udp: sockets
             .udp
@@ -189,6 +240,7 @@ pub async fn run(
         events: events_tx,
         limits,
         connections,
+        tls: tls.clone(),
         rtp: HashMap::new(),
     };
     let mut shutdown = std::pin::pin!(shutdown);
@@ -226,12 +278,42 @@ pub async fn run(
             }
             _ = sleep => core.handle_timeout(Instant::now()),
             c = control.recv(), if controlled => match c {
-                Some(c) => c.apply(&mut core),
+                Some(c) => {
+                    c.apply(&mut core, &tls);
+                    lookups.follow(&core.settings().server, &located_tx);
+                }
                 None => controlled = false,
             },
+            Some((name, targets)) = located.recv() => core.set_targets(&name, targets),
             _ = tokio::time::sleep(Duration::from_millis(500)), if drain_until.is_some() => {}
         }
         out.flush(&mut core);
+        if let Some(tx) = &decisions {
+            publish(&mut core, tx);
+        }
+        let (servers, clients) = core.transactions();
+        metrics.in_flight(servers + clients, core.dialogs());
+    }
+}
+
+/// Who watches the core from outside: the admin API's live feed of decisions (when there is
+/// an admin listener) and the counters of `/metrics`.
+pub struct Observe {
+    pub decisions: Option<broadcast::Sender<Arc<str>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Sends the decisions just made to whoever watches them (the admin API's `/1.1/events`),
+/// as JSON lines; rendered only when someone watches. Taken after every step, so the queue
+/// the core keeps them in never grows.
+fn publish(core: &mut Proxy, tx: &broadcast::Sender<Arc<str>>) {
+    let watched = tx.receiver_count() > 0;
+    while let Some(s) = core.poll_screening() {
+        if watched {
+            let at = std::time::SystemTime::now() - s.at.elapsed();
+            let json = crate::report::screening_json(core.policy(), &s, at);
+            let _ = tx.send(serde_json::Value::Object(json).to_string().into());
+        }
     }
 }
 
@@ -239,10 +321,12 @@ pub async fn run(
 /// out between two messages, so the per-message path takes no lock.
 pub enum Control {
     /// A reloaded configuration (SPEC §9.1): new calls are decided by it from the next
-    /// message on. `done` is told once it is in force.
+    /// message on, and new TLS connections use its certificates (open ones keep theirs).
+    /// `done` is told once it is in force.
     Reload {
         settings: Box<Settings>,
         policy: Arc<Policy>,
+        tls: Option<Arc<TlsSettings>>,
         done: oneshot::Sender<()>,
     },
     /// Until when PIN challenges of `subject` are refused, if they are.
@@ -258,14 +342,18 @@ pub enum Control {
 }
 
 impl Control {
-    fn apply(self, core: &mut Proxy) {
+    fn apply(self, core: &mut Proxy, tls_state: &TlsState) {
         let now = Instant::now();
         match self {
             Control::Reload {
                 settings,
                 policy,
+                tls,
                 done,
             } => {
+                *tls_state
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = tls;
                 core.reload(*settings, policy);
                 let _ = done.send(());
             }
@@ -286,12 +374,16 @@ struct Outbound {
     udp: HashMap<SocketAddr, UdpOut>,
     /// Datagrams dropped because a socket's send queue was full (logged with a count).
     udp_dropped: u64,
-    tcp: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Open connections by transport and remote address: a TCP and a TLS connection to the
+    /// same address are not the same.
+    tcp: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
     /// Messages waiting for an outbound connection to open.
-    connecting: HashMap<SocketAddr, Vec<Vec<u8>>>,
+    connecting: HashMap<Peer, Vec<Vec<u8>>>,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
+    /// The TLS settings in force, for outbound `tls:` connections.
+    tls: TlsState,
     /// PIN prompt RTP sockets, by port: the sending side and the reader task.
     rtp: HashMap<u16, (std::net::UdpSocket, tokio::task::JoinHandle<()>)>,
 }
@@ -339,7 +431,7 @@ impl Outbound {
                 self.tcp.remove(&remote);
             }
             Event::SendFailed { to } => {
-                self.connecting.remove(&to.addr);
+                self.connecting.remove(&to);
                 core.handle_send_error(now, to);
             }
             Event::Rtp { port, from, bytes } => core.handle_rtp(now, port, from, &bytes),
@@ -371,14 +463,14 @@ impl Outbound {
                     }
                 }
             }
-            Transport::Tcp => {
-                if let Some(writer) = self.tcp.get(&t.to.addr) {
+            Transport::Tcp | Transport::Tls => {
+                if let Some(writer) = self.tcp.get(&t.to) {
                     if writer.try_send(t.bytes).is_err() {
                         tracing::warn!(to = %t.to.addr, "TCP connection queue full or closed, message dropped");
                     }
                     return;
                 }
-                if let Some(queue) = self.connecting.get_mut(&t.to.addr) {
+                if let Some(queue) = self.connecting.get_mut(&t.to) {
                     // Bounded like an open connection's queue.
                     if queue.len() < CONNECTION_QUEUE {
                         queue.push(t.bytes);
@@ -387,12 +479,13 @@ impl Outbound {
                     }
                     return;
                 }
-                self.connecting.insert(t.to.addr, vec![t.bytes]);
+                self.connecting.insert(t.to, vec![t.bytes]);
                 tokio::spawn(tcp_connect(
                     t.to,
                     self.events.clone(),
                     self.limits,
                     self.connections.clone(),
+                    self.tls.clone(),
                 ));
             }
         }

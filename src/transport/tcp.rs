@@ -1,17 +1,19 @@
-//! TCP (RFC 3261 §18): accepted and outbound connections within `max_tcp_connections` (and
-//! a share of it per source), each a task that frames messages off the stream and writes
-//! what the core sends to it, under the deadlines of SPEC §7.
+//! TCP (RFC 3261 §18), and TLS over it: accepted and outbound connections within
+//! `max_tcp_connections` (and a share of it per source), each a task that frames messages
+//! off the stream and writes what the core sends to it, under the deadlines of SPEC §7. A
+//! TLS connection takes its slot before its handshake, so handshakes count too.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use super::tls::{self, Failures, TlsState};
 use super::{Event, CONNECTION_QUEUE, CONNECT_TIMEOUT};
 use crate::proxy::{Limits, Peer, Transport};
 use crate::sip::StreamFramer;
@@ -84,13 +86,16 @@ impl Drop for Slot {
     }
 }
 
+/// Accepts connections on a `tcp:` listener, or a `tls:` one when `tls` is given.
 pub(super) async fn tcp_acceptor(
     listener: TcpListener,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
     sources: SourceCounts,
+    tls: Option<TlsState>,
 ) {
+    let failures = Arc::new(Failures::default());
     // Refusals are logged once a second at most, with their count.
     let mut refused = 0u64;
     let mut logged_at: Option<Instant> = None;
@@ -110,7 +115,32 @@ pub(super) async fn tcp_acceptor(
                     }
                     continue;
                 };
-                tokio::spawn(tcp_connection(stream, remote, events.clone(), limits, slot));
+                let _ = stream.set_nodelay(true);
+                let Some(tls) = &tls else {
+                    let from = Peer {
+                        transport: Transport::Tcp,
+                        addr: remote,
+                    };
+                    tokio::spawn(connection(stream, from, events.clone(), limits, slot));
+                    continue;
+                };
+                let (tls, events, failures) = (tls.clone(), events.clone(), failures.clone());
+                tokio::spawn(async move {
+                    match tls::accept(&tls, stream, limits.tcp_idle_timeout).await {
+                        Ok(stream) => {
+                            let from = Peer {
+                                transport: Transport::Tls,
+                                addr: remote,
+                            };
+                            connection(stream, from, events, limits, slot).await;
+                        }
+                        Err(error) => {
+                            if let Some(failed) = failures.hit() {
+                                tracing::warn!(%remote, %error, failed, "TLS handshake with a client failed, connection closed");
+                            }
+                        }
+                    }
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -120,11 +150,14 @@ pub(super) async fn tcp_acceptor(
     }
 }
 
+/// Opens a connection to `to` (TCP, or TLS over TCP) and runs it; a failure is told to the
+/// core as [`Event::SendFailed`], which answers what was waiting for it with 503.
 pub(super) async fn tcp_connect(
     to: Peer,
     events: mpsc::Sender<Event>,
     limits: Limits,
     connections: Arc<AtomicUsize>,
+    tls: TlsState,
 ) {
     // Outbound connections count against the same limit as inbound ones.
     let Some(slot) = Slot::take(&connections, limits.max_tcp_connections) else {
@@ -133,7 +166,21 @@ pub(super) async fn tcp_connect(
         return;
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to.addr)).await {
-        Ok(Ok(stream)) => tcp_connection(stream, to.addr, events, limits, slot).await,
+        Ok(Ok(stream)) if to.transport == Transport::Tls => {
+            let _ = stream.set_nodelay(true);
+            match tls::connect(&tls, stream, to.addr.ip(), limits.tcp_idle_timeout).await {
+                Ok(stream) => connection(stream, to, events, limits, slot).await,
+                Err(error) => {
+                    // A certificate that does not name the next hop ends here (RFC 5922 §7).
+                    tracing::warn!(to = %to.addr, %error, "TLS handshake with the next hop failed");
+                    let _ = events.send(Event::SendFailed { to }).await;
+                }
+            }
+        }
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            connection(stream, to, events, limits, slot).await
+        }
         Ok(Err(e)) => {
             tracing::warn!(to = %to.addr, error = %e, "TCP connect failed");
             let _ = events.send(Event::SendFailed { to }).await;
@@ -148,23 +195,28 @@ pub(super) async fn tcp_connect(
 /// A read after this much quiet starts afresh: blank lines before it were keep-alives.
 const KEEPALIVE_PAUSE: Duration = Duration::from_secs(1);
 
-/// One TCP connection: frames messages by Content-Length (several per read, or one over
+/// One connection (TCP, or TLS over it): frames messages by Content-Length (several per read, or one over
 /// several reads, resuming where the last read stopped) and writes what the core sends to
 /// it. Closed when the peer closes, when the stream can never frame, when nothing comes for
 /// `tcp_idle_timeout_s`, and when a message is not complete `tcp_idle_timeout_s` after its
 /// first byte (SPEC §7: one byte a second does not keep a connection open).
-async fn tcp_connection(
-    stream: TcpStream,
-    remote: SocketAddr,
+async fn connection<S>(
+    stream: S,
+    from: Peer,
     events: mpsc::Sender<Event>,
     limits: Limits,
     slot: Slot,
-) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let remote = from.addr;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONNECTION_QUEUE);
     if events
-        .send(Event::TcpUp { remote, writer: tx })
+        .send(Event::TcpUp {
+            remote: from,
+            writer: tx,
+        })
         .await
         .is_err()
     {
@@ -172,10 +224,6 @@ async fn tcp_connection(
     }
     let max = limits.max_message_size;
     let timeout = limits.tcp_idle_timeout;
-    let from = Peer {
-        transport: Transport::Tcp,
-        addr: remote,
-    };
     let mut framer = StreamFramer::default();
     let mut chunk = vec![0u8; 16 * 1024];
     let mut last_read = tokio::time::Instant::now();
@@ -208,7 +256,7 @@ async fn tcp_connection(
                         Err(e) => {
                             tracing::warn!(%remote, error = %e, "TCP stream cannot be framed, closing");
                             let _ = writer.shutdown().await;
-                            let _ = events.send(Event::TcpDown { remote }).await;
+                            let _ = events.send(Event::TcpDown { remote: from }).await;
                             return;
                         }
                     }
@@ -226,7 +274,12 @@ async fn tcp_connection(
             out = rx.recv() => {
                 let Some(bytes) = out else { break };
                 // A peer that does not read what we send does not hold the task forever.
-                match tokio::time::timeout(timeout, writer.write_all(&bytes)).await {
+                // The flush sends what a TLS stream still buffers (a no-op over TCP).
+                let write = async {
+                    writer.write_all(&bytes).await?;
+                    writer.flush().await
+                };
+                match tokio::time::timeout(timeout, write).await {
                     Ok(Ok(())) => {}
                     _ => break,
                 }
@@ -234,5 +287,5 @@ async fn tcp_connection(
         }
     }
     drop(slot);
-    let _ = events.send(Event::TcpDown { remote }).await;
+    let _ = events.send(Event::TcpDown { remote: from }).await;
 }

@@ -7,16 +7,21 @@
 //! - [`sipp::SippCommand`], [`sipp::Sipp`], [`sipp::SippRun`]: SIPp started with the options
 //!   every run gets, waited for until bound, finished with a time limit, and its statistics
 //!   and message log read back;
+//! - [`http`]: a minimal HTTP/1.1 client for the admin API; [`invite`]: one INVITE over UDP;
 //! - [`net`]: the next hops the test holds, free ports for SIPp, the kernel's socket tables;
+//! - [`sip`]: SIP written and read by hand, for peers that are sockets of the test;
 //! - here: per-test directories, reading files, scenario paths.
 //!
 //! Every wait is bounded, and each test works in its own temporary directory (kept, and
 //! named, when the test fails).
 #![allow(dead_code)]
 
+pub mod http;
+pub mod invite;
 pub mod net;
 pub mod process;
 pub mod proxy;
+pub mod sip;
 pub mod sipp;
 
 use std::fs;

@@ -1,6 +1,7 @@
 //! `sipscreen run` as a test's proxy: started on a configuration whose `listen` addresses
 //! have port 0, so that the system chooses its ports, which are read back from the INFO line
-//! it logs for every bound listener (`listening listen=udp:127.0.0.1:34449`).
+//! it logs for every bound listener (`listening listen=udp:127.0.0.1:34449`, or its JSON
+//! object with `--log-format json`).
 
 use super::process::Proc;
 use super::{read_lossy, tail, TempDir};
@@ -20,23 +21,57 @@ pub struct Sipscreen {
     log: PathBuf,
     /// What it bound, in `listen` order: (`udp` or `tcp`, address).
     listeners: Vec<(String, SocketAddr)>,
+    /// The admin API's address, when the configuration has `[admin]`.
+    admin: Option<SocketAddr>,
 }
 
 impl Sipscreen {
     /// Writes `config` to the test directory, starts `sipscreen run` on it with its stderr in
-    /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`.
+    /// `sipscreen.log`, and waits until it has logged every listener of `server.listen`
+    /// (and the admin API's, when there is an `[admin]`).
     pub fn start(dir: &TempDir, config: &str) -> Sipscreen {
-        let wanted = listen_entries(config);
+        Sipscreen::start_with(dir, config, &[], &[])
+    }
+
+    /// [`Sipscreen::start`] with `args` after `run --config PATH` and `env` set (`RUST_LOG`
+    /// is `info` unless `env` says otherwise). The test's own `NOTIFY_SOCKET`, if it runs
+    /// under systemd, is never passed on.
+    pub fn start_with(
+        dir: &TempDir,
+        config: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sipscreen {
         let path = dir.path("sipscreen.toml");
         fs::write(&path, config).expect("write the configuration");
+        Self::start_on_with(dir, &path, args, env)
+    }
+
+    /// Starts `sipscreen run` on the configuration file already at `path`.
+    pub fn start_on(dir: &TempDir, path: &std::path::Path) -> Sipscreen {
+        Self::start_on_with(dir, path, &[], &[])
+    }
+
+    fn start_on_with(
+        dir: &TempDir,
+        path: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Sipscreen {
+        let config = fs::read_to_string(path).expect("read the configuration");
+        let wanted = listen_entries(&config);
+        let wants_admin = config.lines().any(|l| l.trim() == "[admin]");
         let log = dir.path("sipscreen.log");
         let proc = Proc::spawn(
             "sipscreen",
             Command::new(env!("CARGO_BIN_EXE_sipscreen"))
                 .arg("run")
                 .arg("--config")
-                .arg(&path)
+                .arg(path)
+                .args(args)
                 .env("RUST_LOG", "info")
+                .env_remove("NOTIFY_SOCKET")
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(fs::File::create(&log).expect("create the proxy's log")),
@@ -45,11 +80,14 @@ impl Sipscreen {
             proc,
             log,
             listeners: Vec::new(),
+            admin: None,
         };
         let deadline = Instant::now() + START;
         loop {
-            proxy.listeners = listening(&read_lossy(&proxy.log));
-            if proxy.listeners.len() >= wanted {
+            let log = read_lossy(&proxy.log);
+            proxy.listeners = listening(&log);
+            proxy.admin = admin_listening(&log);
+            if proxy.listeners.len() >= wanted && (proxy.admin.is_some() || !wants_admin) {
                 return proxy;
             }
             if let Some(status) = proxy.proc.exited() {
@@ -74,6 +112,11 @@ impl Sipscreen {
             .find(|(t, _)| t == transport)
             .map(|(_, addr)| *addr)
             .unwrap_or_else(|| panic!("sipscreen has no {transport} listener"))
+    }
+
+    /// The admin API's address.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin.expect("sipscreen has no admin listener")
     }
 
     /// Its process id.
@@ -161,14 +204,39 @@ fn listen_entries(config: &str) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`.
+/// The admin API's address, from `admin API listening admin=127.0.0.1:34565` (or the same
+/// event as a JSON line).
+fn admin_listening(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("admin API listening"))
+        .find_map(|l| {
+            if l.starts_with('{') {
+                let event: serde_json::Value = serde_json::from_str(l).ok()?;
+                return event.get("admin")?.as_str()?.parse().ok();
+            }
+            l.split_once(" admin=")?
+                .1
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
+/// The listeners a log names, in order: `... INFO sipscreen: listening listen=udp:IP:PORT`,
+/// or `{..."message":"listening","listen":"udp:IP:PORT"...}`.
 fn listening(log: &str) -> Vec<(String, SocketAddr)> {
     log.lines()
         .filter_map(|line| {
-            line.split_once(" listening listen=")?
-                .1
-                .split_whitespace()
-                .next()
+            if line.starts_with('{') {
+                let event: serde_json::Value = serde_json::from_str(line).ok()?;
+                if event["message"] != "listening" {
+                    return None;
+                }
+                return event["listen"].as_str().map(str::to_owned);
+            }
+            let listen = line.split_once(" listening listen=")?.1;
+            listen.split_whitespace().next().map(str::to_owned)
         })
         .filter_map(|target| {
             let (transport, addr) = target.split_once(':')?;

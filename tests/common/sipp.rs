@@ -45,6 +45,7 @@ pub struct SippCommand {
     trace_msg: bool,
     trace_counts: bool,
     timeout: Duration,
+    recv_timeout: Duration,
 }
 
 impl SippCommand {
@@ -58,6 +59,7 @@ impl SippCommand {
             trace_msg: false,
             trace_counts: false,
             timeout: Duration::from_secs(20),
+            recv_timeout: Duration::from_secs(10),
         }
     }
 
@@ -94,6 +96,13 @@ impl SippCommand {
     /// SIPp's own time limit (`-timeout`, an error when reached); 20 s unless set.
     pub fn timeout(mut self, limit: Duration) -> SippCommand {
         self.timeout = limit;
+        self
+    }
+
+    /// How long it waits for an expected message before giving the call up
+    /// (`-recv_timeout`); 10 s unless set.
+    pub fn recv_timeout(mut self, limit: Duration) -> SippCommand {
+        self.recv_timeout = limit;
         self
     }
 
@@ -136,6 +145,7 @@ impl SippCommand {
         // tries 8888 to 8897 and only warns when all are taken.
         let media = free_ports(self.ip, 4);
         let (ip, timeout) = (self.ip.to_string(), format!("{}s", self.timeout.as_secs()));
+        let recv_timeout = self.recv_timeout.as_millis().to_string();
         let mut args = self.args.clone();
         args.extend(
             [
@@ -152,7 +162,7 @@ impl SippCommand {
                 &timeout,
                 "-timeout_error",
                 "-recv_timeout",
-                "10000",
+                &recv_timeout,
                 "-trace_stat",
                 "-stf",
                 &dir.file(&format!("{name}.csv")),
