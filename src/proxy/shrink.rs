@@ -17,7 +17,7 @@
 //! large tables out of the heap, so that the small blocks left behind do not pin it.
 //! Chosen by measurement with `scripts/soak` (BENCHMARKS.md): together they bring the
 //! resident size back to within a MiB of the start once a burst's transactions have ended
-//! (12.0 MiB at the start, 12.5 after 1,000,000 calls). With mimalloc as the global allocator
+//! (14.7 MiB at the start, 15.0 after 1,000,000 calls). With mimalloc as the global allocator
 //! sipscreen started 12 MiB higher and stayed 20 to 28 MiB above that after each batch of
 //! calls; with jemalloc, which purges only as it is used again, 17 to 21 MiB above; and
 //! both add a C library to every build (jemalloc's took minutes on two cores).
